@@ -1,0 +1,53 @@
+# One entry per habit. Every target installs what it needs itself (a venv in .venv).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit functional integration up down status check-config bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: bring up the local stack, run the scenario end to end, tear everything down
+demo: $(STAMP)
+	$(PY) -m emulators demo
+
+## test: lint, type check and the whole test suite (unit, functional, integration)
+test: lint typecheck
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -m unit
+
+functional: $(STAMP)
+	$(PY) -m pytest -q -m functional
+
+integration: $(STAMP)
+	$(PY) -m pytest -q -m integration
+
+check-config: $(STAMP)
+	$(PY) -m shared.config check $${PIPELINE_CONFIG:-pipeline.yaml}
+
+up: $(STAMP)
+	$(PY) -m emulators up
+
+down: $(STAMP)
+	$(PY) -m emulators down
+
+status: $(STAMP)
+	$(PY) -m emulators status
+
+clean:
+	rm -rf .run .mypy_cache .ruff_cache .pytest_cache
