@@ -1,0 +1,81 @@
+"""The function host: every entry point of ``main.py`` served through functions-framework in one process.
+
+Each entry point ``NAME`` is mounted at ``/NAME`` (so ``FUNCTIONS_URL/NAME``); the rest of the path is passed
+on, which is how a push subscription's endpoint ``.../NAME/projects/P/topics/T`` gives functions-framework the
+topic for the CloudEvent source. ``--extra-source FILE`` mounts the entry points listed in that file's
+``__all__`` too (test targets). ``GET /_emulator/health`` lists what is mounted.
+
+Run: ``python -m emulators.function_host --host 127.0.0.1 --port PORT [--source main.py]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+def entry_points(source: Path) -> list[str]:
+    """The names in ``__all__`` of the source file (``main.py`` exports every entry point there)."""
+    spec = importlib.util.spec_from_file_location(f"_entry_points_{source.stem}", source)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {source}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(source.parent.resolve()))
+    spec.loader.exec_module(module)
+    names = getattr(module, "__all__", None)
+    if not names:
+        raise SystemExit(f"{source} has no __all__ listing its entry points")
+    return [str(name) for name in names]
+
+
+def build_app(sources: list[Path]) -> tuple[Any, list[str]]:
+    mounts: dict[str, Any] = {}
+    for source in sources:
+        for name in entry_points(source):
+            if name in mounts:
+                raise SystemExit(f"entry point {name!r} defined twice")
+            mounts[f"/{name}"] = functions_framework.create_app(  # type: ignore[no-untyped-call]
+                target=name, source=str(source)
+            )
+    names = sorted(mount.lstrip("/") for mount in mounts)
+
+    @Request.application
+    def root(request: Request) -> Response:
+        if request.path == "/_emulator/health":
+            return Response(json.dumps({"status": "ok", "entry_points": names}), mimetype="application/json")
+        return Response(
+            json.dumps({"error": f"no entry point at {request.path}", "entry_points": names}),
+            status=404,
+            mimetype="application/json",
+        )
+
+    return DispatcherMiddleware(root, mounts), names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m emulators.function_host")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--source", default="main.py", type=Path)
+    parser.add_argument("--extra-source", action="append", default=[], type=Path)
+    args = parser.parse_args()
+    app, names = build_app([args.source, *args.extra_source])
+    server = make_server(args.host, args.port, app, threaded=True)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    print(f"function host on http://{args.host}:{args.port}: {', '.join(names)}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""The local stack: official emulators, our storage emulator, a webhook sink, the function host, and the
+eventing that connects them, started on free loopback ports and stopped by PID.
+
+State lives in a run folder (default ``.run/`` in the checkout, ``EMULATORS_RUN_DIR`` overrides):
+``stack.json`` records every process (PID = process-group id), port and log file; logs go to ``logs/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from emulators import official
+from emulators._proc import (
+    StackError,
+    Started,
+    free_port,
+    group_alive,
+    http_ok,
+    start_process,
+    stop_group,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+DEFAULT_PROJECT = "demo-project"
+Progress = Callable[[str], None]
+
+
+def default_run_dir() -> Path:
+    return Path(os.environ.get("EMULATORS_RUN_DIR") or ROOT / ".run")
+
+
+@dataclass
+class Component:
+    name: str
+    pid: int
+    port: int
+    log: str
+    url: str
+
+    def alive(self) -> bool:
+        return group_alive(self.pid)
+
+
+@dataclass
+class StackState:
+    project: str
+    config: str
+    started_at: str
+    components: dict[str, Component] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    dead_letter_subscriptions: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StackState:
+        components = {name: Component(**value) for name, value in data.get("components", {}).items()}
+        return cls(
+            project=data["project"],
+            config=data["config"],
+            started_at=data["started_at"],
+            components=components,
+            env=data.get("env", {}),
+            dead_letter_subscriptions=data.get("dead_letter_subscriptions", {}),
+        )
+
+
+def _python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+class Stack:
+    """One local stack, described by the ``stack.json`` in its run folder."""
+
+    def __init__(
+        self,
+        run_dir: Path | None = None,
+        project: str | None = None,
+        config_path: Path | None = None,
+        extra_sources: tuple[Path, ...] = (),
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.run_dir = (run_dir or default_run_dir()).resolve()
+        self.project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or DEFAULT_PROJECT
+        self.config_path = (
+            config_path or Path(os.environ.get("PIPELINE_CONFIG", ROOT / "pipeline.yaml"))
+        ).resolve()
+        self.extra_sources = extra_sources
+        self.extra_env = dict(extra_env or {})
+        self.state_file = self.run_dir / "stack.json"
+
+    # ------------------------------------------------------------------------------------ state
+
+    def load(self) -> StackState | None:
+        try:
+            return StackState.from_json(json.loads(self.state_file.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as error:
+            raise StackError(
+                f"{self.state_file} is unreadable ({error}); remove it after stopping by hand"
+            ) from error
+
+    def _save(self, state: StackState) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state.to_json(), indent=2))
+        temporary.replace(self.state_file)
+
+    def running(self) -> StackState | None:
+        """The state of a stack whose processes are all alive, else None."""
+        state = self.load()
+        if state and state.components and all(c.alive() for c in state.components.values()):
+            return state
+        return None
+
+    # --------------------------------------------------------------------------------------- up
+
+    def up(self, progress: Progress = print) -> StackState:
+        existing = self.load()
+        if existing is not None:
+            if self.running() is not None:
+                progress(
+                    f"stack already running (started {existing.started_at}); `python -m emulators down` first"
+                )
+                return existing
+            progress("found a partly stopped stack; cleaning it up first")
+            self.down(progress=lambda _: None)
+
+        from shared.config import load_config
+
+        config = load_config(self.config_path, env={**os.environ, **self.extra_env})
+        log_dir = self.run_dir / "logs"
+        state = StackState(
+            project=self.project, config=str(self.config_path), started_at=datetime.now(UTC).isoformat()
+        )
+        began = time.monotonic()
+        try:
+            self._start_all(state, config, log_dir, progress)
+        except BaseException:
+            progress("start-up failed; stopping what was started")
+            self._save(state)
+            self.down(progress=progress)
+            raise
+        self._save(state)
+        progress(
+            f"stack ready in {time.monotonic() - began:.1f}s; `python -m emulators env` prints its variables"
+        )
+        return state
+
+    def _register(self, state: StackState, started: Started, port: int, url: str) -> None:
+        state.components[started.name] = Component(
+            started.name, started.pid, port, str(started.log_path), url
+        )
+        self._save(state)  # so `down` can stop it even if a later component fails
+
+    def _start_all(self, state: StackState, config: Any, log_dir: Path, progress: Progress) -> None:
+        ports = {name: free_port() for name in ("pubsub", "firestore", "sink", "storage", "functions")}
+        env = state.env
+        env["PUBSUB_EMULATOR_HOST"] = f"{HOST}:{ports['pubsub']}"
+        env["FIRESTORE_EMULATOR_HOST"] = f"{HOST}:{ports['firestore']}"
+        env["STORAGE_EMULATOR_HOST"] = f"http://{HOST}:{ports['storage']}"
+        env["GOOGLE_CLOUD_PROJECT"] = self.project
+        env["FUNCTIONS_URL"] = f"http://{HOST}:{ports['functions']}"
+        env["WEBHOOK_SINK_URL"] = f"http://{HOST}:{ports['sink']}"
+        env["PIPELINE_CONFIG"] = str(self.config_path)
+
+        # The two Java emulators take the longest: launch both, then wait for both.
+        t0 = time.monotonic()
+        official.require_java()
+        pubsub = start_process(
+            "pubsub",
+            [
+                str(official.pubsub_launcher()),
+                f"--host={HOST}",
+                f"--port={ports['pubsub']}",
+                f"--projects={self.project}",
+            ],
+            log_dir,
+        )
+        self._register(state, pubsub, ports["pubsub"], env["PUBSUB_EMULATOR_HOST"])
+        firestore = start_process(
+            "firestore",
+            [
+                str(official.firestore_launcher()),
+                "start",
+                f"--host={HOST}",
+                f"--port={ports['firestore']}",
+                f"--project_id={self.project}",
+            ],
+            log_dir,
+        )
+        self._register(state, firestore, ports["firestore"], env["FIRESTORE_EMULATOR_HOST"])
+
+        sink = start_process(
+            "sink", _python_module("emulators.sink", "--host", HOST, "--port", str(ports["sink"])), log_dir
+        )
+        self._register(state, sink, ports["sink"], env["WEBHOOK_SINK_URL"])
+
+        from emulators.eventing import bucket_routes
+
+        routes_file = self.run_dir / "storage-routes.json"
+        routes_file.write_text(json.dumps(bucket_routes(config, env["FUNCTIONS_URL"]), indent=2))
+        storage = start_process(
+            "storage",
+            _python_module(
+                "emulators.storage",
+                "--host",
+                HOST,
+                "--port",
+                str(ports["storage"]),
+                "--project",
+                self.project,
+                "--data-dir",
+                str(self.run_dir / "storage"),
+                "--routes-file",
+                str(routes_file),
+            ),
+            log_dir,
+        )
+        self._register(state, storage, ports["storage"], env["STORAGE_EMULATOR_HOST"])
+
+        wait_until(lambda: http_ok(f"http://{env['PUBSUB_EMULATOR_HOST']}/"), "Pub/Sub emulator", 90, pubsub)
+        progress(f"  ✓ Pub/Sub emulator    {env['PUBSUB_EMULATOR_HOST']}  ({time.monotonic() - t0:.1f}s)")
+        wait_until(
+            lambda: http_ok(f"http://{env['FIRESTORE_EMULATOR_HOST']}/"), "Firestore emulator", 90, firestore
+        )
+        progress(f"  ✓ Firestore emulator  {env['FIRESTORE_EMULATOR_HOST']}  ({time.monotonic() - t0:.1f}s)")
+        wait_until(lambda: http_ok(f"{env['WEBHOOK_SINK_URL']}/_emulator/health"), "webhook sink", 30, sink)
+        progress(f"  ✓ webhook sink        {env['WEBHOOK_SINK_URL']}")
+        wait_until(
+            lambda: http_ok(f"{env['STORAGE_EMULATOR_HOST']}/_emulator/health"),
+            "storage emulator",
+            30,
+            storage,
+        )
+        progress(f"  ✓ storage emulator    {env['STORAGE_EMULATOR_HOST']}")
+
+        function_env = {
+            **os.environ,
+            **env,
+            # Notification channels of the shipped config point at the sink unless the user set them.
+            "SLACK_WEBHOOK_URL": os.environ.get("SLACK_WEBHOOK_URL", f"{env['WEBHOOK_SINK_URL']}/hook/slack"),
+            "GOOGLE_CHAT_WEBHOOK_URL": os.environ.get(
+                "GOOGLE_CHAT_WEBHOOK_URL", f"{env['WEBHOOK_SINK_URL']}/hook/chat"
+            ),
+            "AUDIT_WEBHOOK_URL": os.environ.get("AUDIT_WEBHOOK_URL", f"{env['WEBHOOK_SINK_URL']}/hook/audit"),
+            **self.extra_env,
+            "PYTHONUNBUFFERED": "1",
+        }
+        argv = _python_module("emulators.function_host", "--host", HOST, "--port", str(ports["functions"]))
+        argv += ["--source", str(ROOT / "main.py")]
+        for extra in self.extra_sources:
+            argv += ["--extra-source", str(Path(extra).resolve())]
+        functions = start_process("functions", argv, log_dir, env=function_env, cwd=ROOT)
+        self._register(state, functions, ports["functions"], env["FUNCTIONS_URL"])
+        wait_until(
+            lambda: http_ok(f"{env['FUNCTIONS_URL']}/_emulator/health"), "function host", 60, functions
+        )
+        progress(f"  ✓ function host       {env['FUNCTIONS_URL']}")
+
+        self._provision(state, config, progress)
+
+    def _provision(self, state: StackState, config: Any, progress: Progress) -> None:
+        from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+
+        from emulators.eventing import provision
+
+        saved = os.environ.get("PUBSUB_EMULATOR_HOST")
+        os.environ["PUBSUB_EMULATOR_HOST"] = state.env["PUBSUB_EMULATOR_HOST"]
+        try:
+            publisher, subscriber = PublisherClient(), SubscriberClient()
+            try:
+                result = provision(config, self.project, state.env["FUNCTIONS_URL"], publisher, subscriber)
+            finally:
+                subscriber.close()
+        finally:
+            if saved is None:
+                os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+            else:
+                os.environ["PUBSUB_EMULATOR_HOST"] = saved
+        state.dead_letter_subscriptions = result.dead_letter_subscriptions
+        progress(
+            f"  ✓ eventing            {len(result.topics)} topics, "
+            f"{len(result.subscriptions)} push subscriptions (each with a dead-letter topic), "
+            f"{len(config.buckets)} bucket trigger(s)"
+        )
+
+    # ------------------------------------------------------------------------------------- down
+
+    def down(self, progress: Progress = print) -> None:
+        state = self.load()
+        if state is None:
+            progress("no stack is running")
+            return
+        # Stop in reverse start order: the function host before the services it calls.
+        for component in reversed(list(state.components.values())):
+            if component.alive():
+                stop_group(component.pid)
+                progress(f"  ✓ stopped {component.name} (pid {component.pid})")
+        leftovers = [c.name for c in state.components.values() if c.alive()]
+        if leftovers:
+            raise StackError(f"could not stop: {', '.join(leftovers)}")
+        self.state_file.unlink(missing_ok=True)
+
+    # ----------------------------------------------------------------------------------- status
+
+    def status(self) -> list[tuple[str, bool, str]]:
+        state = self.load()
+        if state is None:
+            return []
+        return [(c.name, c.alive(), c.url) for c in state.components.values()]
+
+    def env(self) -> dict[str, str]:
+        state = self.running()
+        if state is None:
+            raise StackError("the stack is not running; start it with `python -m emulators up`")
+        return dict(state.env)
