@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import functions_framework
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -60,7 +59,29 @@ def build_app(sources: list[Path]) -> tuple[Any, list[str]]:
             mimetype="application/json",
         )
 
-    return DispatcherMiddleware(root, mounts), names
+    return _Dispatcher(root, mounts), names
+
+
+class _Dispatcher:
+    """Route ``/NAME[/rest]`` to the app mounted at ``/NAME`` with ``PATH_INFO`` = ``/rest`` (or ``/``).
+
+    werkzeug's DispatcherMiddleware leaves ``PATH_INFO`` empty for ``/NAME`` itself, and Flask answers that
+    with a 308 redirect, which a push subscription or Eventarc would count as a failed delivery.
+    """
+
+    def __init__(self, root: Any, mounts: dict[str, Any]) -> None:
+        self.root = root
+        self.mounts = mounts
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "") or "/"
+        head, _, rest = path.lstrip("/").partition("/")
+        app = self.mounts.get(f"/{head}")
+        if app is None:
+            return self.root(environ, start_response)
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + f"/{head}"
+        environ["PATH_INFO"] = f"/{rest}"
+        return app(environ, start_response)
 
 
 def main() -> None:

@@ -138,16 +138,13 @@ class Stack:
             progress("found a partly stopped stack; cleaning it up first")
             self.down(progress=lambda _: None)
 
-        from shared.config import load_config
-
-        config = load_config(self.config_path, env={**os.environ, **self.extra_env})
         log_dir = self.run_dir / "logs"
         state = StackState(
             project=self.project, config=str(self.config_path), started_at=datetime.now(UTC).isoformat()
         )
         began = time.monotonic()
         try:
-            self._start_all(state, config, log_dir, progress)
+            self._start_all(state, log_dir, progress)
         except BaseException:
             progress("start-up failed; stopping what was started")
             self._save(state)
@@ -165,7 +162,9 @@ class Stack:
         )
         self._save(state)  # so `down` can stop it even if a later component fails
 
-    def _start_all(self, state: StackState, config: Any, log_dir: Path, progress: Progress) -> None:
+    def _start_all(self, state: StackState, log_dir: Path, progress: Progress) -> None:
+        from shared.config import load_config
+
         ports = {name: free_port() for name in ("pubsub", "firestore", "sink", "storage", "functions")}
         env = state.env
         env["PUBSUB_EMULATOR_HOST"] = f"{HOST}:{ports['pubsub']}"
@@ -175,6 +174,8 @@ class Stack:
         env["FUNCTIONS_URL"] = f"http://{HOST}:{ports['functions']}"
         env["WEBHOOK_SINK_URL"] = f"http://{HOST}:{ports['sink']}"
         env["PIPELINE_CONFIG"] = str(self.config_path)
+        # Validate the config with the environment the functions will see, before starting anything.
+        config = load_config(self.config_path, env={**os.environ, **env, **self.extra_env})
 
         # The two Java emulators take the longest: launch both, then wait for both.
         t0 = time.monotonic()

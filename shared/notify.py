@@ -27,7 +27,7 @@ from shared.ledger import ClaimStatus, Ledger, StepStatus, payload_hash
 
 NOTIFICATION_TYPE = "notification"
 
-_jinja = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True)
+_jinja = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
 
 DEFAULT_TEXT_TEMPLATE = (
     "{{ icon }} *{{ title }}*"

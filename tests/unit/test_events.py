@@ -187,7 +187,7 @@ def test_drift_alert() -> None:
     alert = events.drift_alert(body)
     assert alert.is_open and alert.model == "churn"
     assert alert.started_at is not None and alert.started_at.year == 2025
-    with pytest.raises(InvalidEvent, match="incident.state"):
+    with pytest.raises(InvalidEvent, match=r"incident\.state"):
         events.drift_alert({"incident": {"incident_id": "1", "state": "maybe"}})
 
 

@@ -67,6 +67,15 @@ def test_default_slack_rendering_has_title_facts_links_and_run() -> None:
     assert "• repo: acme/ml" in text and "• metric auc: 0.9123" in text
     assert "<https://console.example/logs|logs>" in text
     assert text.endswith("run run-42")
+    assert text.splitlines() == [
+        "🔴 *Build of trainer failed*",
+        "step 2 exited 1",
+        "• repo: acme/ml",
+        "• commit: abc1234",
+        "• metric auc: 0.9123",
+        "<https://console.example/logs|logs>",
+        "run run-42",
+    ]
 
 
 def test_custom_template_and_webhook_payload() -> None:
