@@ -117,7 +117,11 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     assert load_config(env={"PIPELINE_CONFIG": str(path)}).project == "from-file"
 
 
-def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("GOOGLE_CLOUD_PROJECT", "PIPELINE_CONFIG"):
+        monkeypatch.delenv(variable, raising=False)
     assert main(["check", str(ROOT / "pipeline.yaml")]) == 0
     assert "OK" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
