@@ -110,7 +110,7 @@ def start_process(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Started:
-    """Start ``argv`` detached in its own session (so its own process group), output to ``log_dir/name.log``."""
+    """Start ``argv`` detached in its own session (its own process group), output to ``log_dir/NAME.log``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as log:
