@@ -7,7 +7,7 @@ Endpoints: the official emulators' variables (``PUBSUB_EMULATOR_HOST``, ``FIREST
 ``STORAGE_EMULATOR_HOST``) are honoured by the client libraries themselves; for the APIs Google ships no
 emulator for, this module is the one place that reads ``CLOUDBUILD_EMULATOR_HOST``, ``VERTEX_EMULATOR_HOST``,
 ``RUN_EMULATOR_HOST`` and ``MONITORING_EMULATOR_HOST`` (``host:port``) and points the client at it over REST
-with anonymous credentials.
+with anonymous credentials (gRPC on an insecure channel for Monitoring, whose client has no REST transport).
 """
 
 from __future__ import annotations
@@ -143,6 +143,18 @@ def run_revisions() -> Any:
 
 
 def monitoring() -> Any:
-    from google.cloud.monitoring_v3.services.metric_service import MetricServiceClient
+    """Monitoring's GAPIC client has no REST transport: locally it speaks gRPC on an insecure channel."""
 
-    return _api_client("monitoring", "MONITORING_EMULATOR_HOST", MetricServiceClient)
+    def make() -> Any:
+        from google.cloud.monitoring_v3.services.metric_service import MetricServiceClient
+
+        host = os.environ.get("MONITORING_EMULATOR_HOST")
+        if not host:
+            return MetricServiceClient()
+        import grpc
+        from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+
+        channel = grpc.insecure_channel(host.removeprefix("http://"))
+        return MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
+
+    return _cached("monitoring", make)
