@@ -18,9 +18,9 @@ def test_missing_emulator_component_names_what_to_install(
     official.sdk_root.cache_clear()
     monkeypatch.setenv("CLOUDSDK_ROOT", str(tmp_path))
     try:
-        with pytest.raises(StackError, match="Pub/Sub emulator not found .*gcloud components install"):
+        with pytest.raises(StackError, match=r"Pub/Sub emulator not found .*gcloud components install"):
             official.pubsub_launcher()
-        with pytest.raises(StackError, match="Firestore emulator not found .*cloud-firestore-emulator"):
+        with pytest.raises(StackError, match=r"Firestore emulator not found .*cloud-firestore-emulator"):
             official.firestore_launcher()
     finally:
         official.sdk_root.cache_clear()
@@ -28,7 +28,7 @@ def test_missing_emulator_component_names_what_to_install(
 
 def test_missing_java_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JAVA", "/nonexistent/java-for-test")
-    with pytest.raises(StackError, match="Java is not installed.*openjdk-17-jre-headless"):
+    with pytest.raises(StackError, match=r"Java is not installed.*openjdk-17-jre-headless"):
         official.require_java()
 
 
