@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from emulators.stack import ROOT, Stack
+from emulators.stack import ROOT, Stack, applied_env
 
 Check = Callable[[], Any]
 
@@ -49,16 +49,10 @@ def run_demo(config_path: Path | None = None) -> int:
         stack = Stack(Path(run_dir), config_path=config_path or ROOT / "pipeline.yaml")
         _say("▶ starting the local stack")
         state = stack.up(progress=_say)
-        saved = {key: os.environ.get(key) for key in state.env}
-        os.environ.update(state.env)
         try:
-            _scenario(state.env, state.project)
+            with applied_env(state.env):
+                _scenario(state.env, state.project)
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
             _say("▶ tearing the stack down")
             stack.down(progress=_say)
         alive = [name for name, running, _ in stack.status() if running]

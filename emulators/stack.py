@@ -7,11 +7,12 @@ State lives in a run folder (default ``.run/`` in the checkout, ``EMULATORS_RUN_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +75,21 @@ class StackState:
             env=data.get("env", {}),
             dead_letter_subscriptions=data.get("dead_letter_subscriptions", {}),
         )
+
+
+@contextlib.contextmanager
+def applied_env(env: dict[str, str]) -> Iterator[None]:
+    """Set the stack's variables in this process (so client libraries find the emulators), then restore."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _python_module(module: str, *args: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from emulators.stack import Stack, StackState
+from emulators.stack import Stack, StackState, applied_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,14 +42,8 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         extra_sources=(HERE / "targets.py",),
     )
     state = stack.up(progress=lambda line: print(line, flush=True))
-    saved = {key: os.environ.get(key) for key in state.env}
-    os.environ.update(state.env)
     try:
-        yield LiveStack(stack, state)
+        with applied_env(state.env):
+            yield LiveStack(stack, state)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         stack.down(progress=lambda line: print(line, flush=True))
