@@ -77,6 +77,23 @@ class StackState:
         )
 
 
+@dataclass(frozen=True)
+class ApiEmulator:
+    """One of our API emulators: ``python -m MODULE --host --port --project --state-dir`` + health check."""
+
+    name: str
+    module: str
+    variable: str
+    label: str
+    extra_args: tuple[str, ...] = ()
+
+
+API_EMULATORS: tuple[ApiEmulator, ...] = (
+    ApiEmulator("cloudbuild", "emulators.cloudbuild", "CLOUDBUILD_EMULATOR_HOST", "Cloud Build emulator"),
+    ApiEmulator("vertex", "emulators.vertex", "VERTEX_EMULATOR_HOST", "Vertex AI emulator"),
+)
+
+
 @contextlib.contextmanager
 def applied_env(env: dict[str, str]) -> Iterator[None]:
     """Set the stack's variables in this process (so client libraries find the emulators), then restore."""
@@ -181,7 +198,8 @@ class Stack:
     def _start_all(self, state: StackState, log_dir: Path, progress: Progress) -> None:
         from shared.config import load_config
 
-        ports = {name: free_port() for name in ("pubsub", "firestore", "sink", "storage", "functions")}
+        names = ["pubsub", "firestore", "sink", "storage", "functions", *(e.name for e in API_EMULATORS)]
+        ports = {name: free_port() for name in names}
         env = state.env
         env["PUBSUB_EMULATOR_HOST"] = f"{HOST}:{ports['pubsub']}"
         env["FIRESTORE_EMULATOR_HOST"] = f"{HOST}:{ports['firestore']}"
@@ -190,6 +208,9 @@ class Stack:
         env["FUNCTIONS_URL"] = f"http://{HOST}:{ports['functions']}"
         env["WEBHOOK_SINK_URL"] = f"http://{HOST}:{ports['sink']}"
         env["PIPELINE_CONFIG"] = str(self.config_path)
+        for emulator in API_EMULATORS:
+            env[emulator.variable] = f"{HOST}:{ports[emulator.name]}"
+        env["LOCAL_REGISTRY_DIR"] = str(self.run_dir / "registry")
         # Validate the config with the environment the functions will see, before starting anything.
         config = load_config(self.config_path, env={**os.environ, **env, **self.extra_env})
 
@@ -263,6 +284,30 @@ class Stack:
             storage,
         )
         progress(f"  ✓ storage emulator    {env['STORAGE_EMULATOR_HOST']}")
+
+        # Our API emulators (no official ones exist); they publish to Pub/Sub and read/write storage.
+        api_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        launched: list[tuple[ApiEmulator, Started]] = []
+        for emulator in API_EMULATORS:
+            argv = _python_module(
+                emulator.module,
+                "--host",
+                HOST,
+                "--port",
+                str(ports[emulator.name]),
+                "--project",
+                self.project,
+                "--state-dir",
+                str(self.run_dir / emulator.name),
+                *emulator.extra_args,
+            )
+            started = start_process(emulator.name, argv, log_dir, env=api_env, cwd=ROOT)
+            self._register(state, started, ports[emulator.name], env[emulator.variable])
+            launched.append((emulator, started))
+        for emulator, started in launched:
+            url = f"http://{env[emulator.variable]}/_emulator/health"
+            wait_until(lambda url=url: http_ok(url), emulator.label, 60, started)  # type: ignore[misc]
+            progress(f"  ✓ {emulator.label:<19} {env[emulator.variable]}")
 
         function_env = {
             **os.environ,

@@ -1,0 +1,1 @@
+"""The sample prediction server (see ``app.py``)."""

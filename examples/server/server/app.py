@@ -1,0 +1,145 @@
+"""A minimal prediction server for the model the sample trainer writes.
+
+    MODEL_URI=gs://BUCKET/.../model/ PORT=8080 python -m server.app
+
+- ``GET /healthz`` → 200 ``{"status": "ok", "model": MODEL_URI}`` once the model is loaded.
+- ``POST /predict`` with ``{"instances": [[f1, f2, ...], ...]}`` or ``{"instances": [{"f1": ..}, ..]}`` →
+  ``{"predictions": [...], "model": MODEL_URI}``.
+- ``MODEL_URI``: a ``gs://`` folder holding ``model.joblib`` (or the file itself), or a local path; read
+  through ``google-cloud-storage`` (the storage emulator when ``STORAGE_EMULATOR_HOST`` is set).
+- ``ERROR_RATE`` (0..1): share of ``/predict`` requests answered 500 on purpose; ``EXTRA_LATENCY_MS``: delay
+  added to each ``/predict`` — knobs for canary analysis tests. ``MODEL_VERSION`` is echoed in responses.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def load_model(uri: str) -> dict[str, Any]:
+    import joblib
+
+    if not uri.endswith(".joblib"):
+        uri = uri.rstrip("/") + "/model.joblib"
+    if uri.startswith("gs://"):
+        from google.cloud import storage
+
+        bucket, _, path = uri[len("gs://") :].partition("/")
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            from google.auth.credentials import AnonymousCredentials
+
+            client = storage.Client(
+                project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"), credentials=AnonymousCredentials()
+            )
+        else:
+            client = storage.Client()
+        data = client.bucket(bucket).blob(path).download_as_bytes()
+    else:
+        with open(uri, "rb") as handle:
+            data = handle.read()
+    loaded: dict[str, Any] = joblib.load(io.BytesIO(data))
+    return loaded
+
+
+class Predictor:
+    def __init__(self, bundle: dict[str, Any], model_uri: str) -> None:
+        self.model = bundle["model"]
+        self.features: list[str] = list(bundle["features"])
+        self.model_uri = model_uri
+        self.version = os.environ.get("MODEL_VERSION", "")
+        self.error_rate = float(os.environ.get("ERROR_RATE", "0") or 0)
+        self.extra_latency = float(os.environ.get("EXTRA_LATENCY_MS", "0") or 0) / 1000.0
+
+    def rows(self, instances: Any) -> list[list[float]]:
+        if not isinstance(instances, list) or not instances:
+            raise ValueError('"instances" must be a non-empty list')
+        rows = []
+        for instance in instances:
+            if isinstance(instance, dict):
+                rows.append([float(instance[name]) for name in self.features])
+            elif isinstance(instance, list) and len(instance) == len(self.features):
+                rows.append([float(value) for value in instance])
+            else:
+                raise ValueError(
+                    f"each instance needs {len(self.features)} values ({', '.join(self.features)})"
+                )
+        return rows
+
+    def predict(self, instances: Any) -> list[Any]:
+        return [str(label) for label in self.model.predict(self.rows(instances))]
+
+
+def make_handler(predictor: Predictor) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] == "/healthz":
+                self._send(200, {"status": "ok", "model": predictor.model_uri, "version": predictor.version})
+            else:
+                self._send(404, {"error": f"no route {self.path}"})
+
+        def do_POST(self) -> None:
+            if self.path.split("?")[0] != "/predict":
+                self._send(404, {"error": f"no route {self.path}"})
+                return
+            if predictor.extra_latency:
+                time.sleep(predictor.extra_latency)
+            if predictor.error_rate and random.random() < predictor.error_rate:
+                self._send(500, {"error": "injected error (ERROR_RATE)"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = json.loads(self.rfile.read(length) or b"{}")
+                predictions = predictor.predict(request.get("instances"))
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                self._send(400, {"error": str(error)})
+                return
+            self._send(
+                200, {"predictions": predictions, "model": predictor.model_uri, "version": predictor.version}
+            )
+
+        def log_message(self, format: str, *args: Any) -> None:
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+    return Handler
+
+
+def main() -> int:
+    model_uri = os.environ.get("MODEL_URI", "")
+    if not model_uri:
+        print("server: MODEL_URI is not set", file=sys.stderr)
+        return 2
+    try:
+        predictor = Predictor(load_model(model_uri), model_uri)
+    except Exception as error:
+        print(f"server: cannot load the model from {model_uri}: {error}", file=sys.stderr)
+        return 1
+    port = int(os.environ.get("PORT", "8080"))
+    host = os.environ.get("HOST", "0.0.0.0")
+    server = ThreadingHTTPServer((host, port), make_handler(predictor))
+    print(json.dumps({"message": "serving", "port": port, "model": model_uri}), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The sample trainer (see ``train.py``)."""
