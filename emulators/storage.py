@@ -66,7 +66,9 @@ connection error is retried with exponential backoff (``--retry-min-backoff`` do
 ``--retry-max-backoff``, plus up to 25 % jitter) for at most ``--max-delivery-attempts`` attempts; then the
 event is dead-lettered: kept in memory and, with ``--data-dir``, appended to ``dead-letters.jsonl`` with its
 headers, body, attempts and last status/error. Events for a bucket without routes are recorded as
-``unrouted``. Nothing is dropped silently.
+``unrouted``. On shutdown, deliveries not done within ``--shutdown-grace`` are dead-lettered too. Nothing
+is dropped silently. As with Eventarc, there is no ordering guarantee between events (several workers,
+retries), so receivers should key on ``ce-id`` or ``bucket/name#generation``.
 
 Admin endpoints (``/_emulator/``)
 ---------------------------------
@@ -1069,7 +1071,8 @@ class EventDispatcher:
         self._heap: list[tuple[float, int, Delivery]] = []
         self._deliveries: list[Delivery] = []
         self._dead_letters: list[Delivery] = []
-        self._sequence = itertools.count(1)
+        self._sequence = itertools.count(1)  # heap tie-breaker
+        self._ids = itertools.count(1)
         self._epoch = 0
         self._in_flight = 0
         self._closing = False
@@ -1103,7 +1106,7 @@ class EventDispatcher:
             created: list[Delivery] = []
             for target in targets:
                 delivery = Delivery(
-                    delivery_id=str(next(self._sequence)),
+                    delivery_id=str(next(self._ids)),
                     event_id=headers["ce-id"],
                     bucket=bucket,
                     object_name=name,
@@ -1206,6 +1209,9 @@ class EventDispatcher:
                 snippet = response.text[:300].strip()
                 return False, response.status_code, f"HTTP {response.status_code}: {snippet}".rstrip(": ")
         except requests.RequestException as error:
+            return False, None, f"{type(error).__name__}: {error}"
+        except Exception as error:  # a worker must survive anything one delivery throws
+            LOG.exception("unexpected error delivering to %s", delivery.target)
             return False, None, f"{type(error).__name__}: {error}"
 
     def _record_attempt_locked(
