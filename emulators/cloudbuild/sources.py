@@ -129,3 +129,14 @@ def fetch_storage(bucket: str, name: str, generation: int, workspace: Path, proj
     except (tarfile.TarError, zipfile.BadZipFile) as error:
         raise SourceError(f"source gs://{bucket}/{name} is not a .tar.gz or .zip archive: {error}") from error
     return int(blob.generation or 0)
+
+
+def pack_source(source: Path) -> bytes:
+    """A ``.tar.gz`` of ``source``'s contents, as ``gcloud builds submit`` uploads it (caches left out)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(source.rglob("*")):
+            if "__pycache__" in path.parts:
+                continue
+            archive.add(path, arcname=str(path.relative_to(source)), recursive=False)
+    return buffer.getvalue()

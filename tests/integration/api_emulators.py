@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -127,15 +126,9 @@ def _health(host: str) -> Callable[[], bool]:
 
 def tarball(source: Path) -> bytes:
     """A ``.tar.gz`` of ``source``'s contents, as ``gcloud builds submit`` uploads it."""
-    import io
+    from emulators.cloudbuild.sources import pack_source
 
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for path in sorted(source.rglob("*")):
-            if "__pycache__" in path.parts:
-                continue
-            archive.add(path, arcname=str(path.relative_to(source)), recursive=False)
-    return buffer.getvalue()
+    return pack_source(source)
 
 
 def upload(bucket: str, name: str, data: bytes) -> int:
