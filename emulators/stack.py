@@ -86,11 +86,25 @@ class ApiEmulator:
     variable: str
     label: str
     extra_args: tuple[str, ...] = ()
+    #: further ports it serves: (command-line flag, variable exported for it or "", label for progress)
+    extra_ports: tuple[tuple[str, str, str], ...] = ()
 
 
 API_EMULATORS: tuple[ApiEmulator, ...] = (
-    ApiEmulator("cloudbuild", "emulators.cloudbuild", "CLOUDBUILD_EMULATOR_HOST", "Cloud Build emulator"),
-    ApiEmulator("vertex", "emulators.vertex", "VERTEX_EMULATOR_HOST", "Vertex AI emulator"),
+    ApiEmulator("cloudbuild", "emulators.cloudbuild", "CLOUDBUILD_EMULATOR_HOST", "Cloud Build"),
+    ApiEmulator("vertex", "emulators.vertex", "VERTEX_EMULATOR_HOST", "Vertex AI"),
+    # Cloud Monitoring runs inside the Cloud Run emulator's process: it reads the router's request metrics
+    # in memory. Its client library speaks only gRPC, so MONITORING_EMULATOR_HOST is the gRPC port.
+    ApiEmulator(
+        "run",
+        "emulators.run",
+        "RUN_EMULATOR_HOST",
+        "Cloud Run",
+        extra_ports=(
+            ("--monitoring-port", "", ""),
+            ("--monitoring-grpc-port", "MONITORING_EMULATOR_HOST", "Monitoring (gRPC)"),
+        ),
+    ),
 )
 
 
@@ -107,6 +121,10 @@ def applied_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _ready(progress: Progress, label: str, where: str, extra: str = "") -> None:
+    progress(f"  ✓ {label:<21} {where}{extra}")
 
 
 def _python_module(module: str, *args: str) -> list[str]:
@@ -199,6 +217,7 @@ class Stack:
         from shared.config import load_config
 
         names = ["pubsub", "firestore", "sink", "storage", "functions", *(e.name for e in API_EMULATORS)]
+        names += [f"{e.name}{flag}" for e in API_EMULATORS for flag, _, _ in e.extra_ports]
         ports = {name: free_port() for name in names}
         env = state.env
         env["PUBSUB_EMULATOR_HOST"] = f"{HOST}:{ports['pubsub']}"
@@ -210,6 +229,9 @@ class Stack:
         env["PIPELINE_CONFIG"] = str(self.config_path)
         for emulator in API_EMULATORS:
             env[emulator.variable] = f"{HOST}:{ports[emulator.name]}"
+            for flag, variable, _ in emulator.extra_ports:
+                if variable:
+                    env[variable] = f"{HOST}:{ports[emulator.name + flag]}"
         env["LOCAL_REGISTRY_DIR"] = str(self.run_dir / "registry")
         # Validate the config with the environment the functions will see, before starting anything.
         config = load_config(self.config_path, env={**os.environ, **env, **self.extra_env})
@@ -270,20 +292,25 @@ class Stack:
         self._register(state, storage, ports["storage"], env["STORAGE_EMULATOR_HOST"])
 
         wait_until(lambda: http_ok(f"http://{env['PUBSUB_EMULATOR_HOST']}/"), "Pub/Sub emulator", 90, pubsub)
-        progress(f"  ✓ Pub/Sub emulator    {env['PUBSUB_EMULATOR_HOST']}  ({time.monotonic() - t0:.1f}s)")
+        _ready(progress, "Pub/Sub emulator", env["PUBSUB_EMULATOR_HOST"], f"  ({time.monotonic() - t0:.1f}s)")
         wait_until(
             lambda: http_ok(f"http://{env['FIRESTORE_EMULATOR_HOST']}/"), "Firestore emulator", 90, firestore
         )
-        progress(f"  ✓ Firestore emulator  {env['FIRESTORE_EMULATOR_HOST']}  ({time.monotonic() - t0:.1f}s)")
+        _ready(
+            progress,
+            "Firestore emulator",
+            env["FIRESTORE_EMULATOR_HOST"],
+            f"  ({time.monotonic() - t0:.1f}s)",
+        )
         wait_until(lambda: http_ok(f"{env['WEBHOOK_SINK_URL']}/_emulator/health"), "webhook sink", 30, sink)
-        progress(f"  ✓ webhook sink        {env['WEBHOOK_SINK_URL']}")
+        _ready(progress, "webhook sink", env["WEBHOOK_SINK_URL"])
         wait_until(
             lambda: http_ok(f"{env['STORAGE_EMULATOR_HOST']}/_emulator/health"),
             "storage emulator",
             30,
             storage,
         )
-        progress(f"  ✓ storage emulator    {env['STORAGE_EMULATOR_HOST']}")
+        _ready(progress, "storage emulator", env["STORAGE_EMULATOR_HOST"])
 
         # Our API emulators (no official ones exist); they publish to Pub/Sub and read/write storage.
         api_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
@@ -301,13 +328,18 @@ class Stack:
                 str(self.run_dir / emulator.name),
                 *emulator.extra_args,
             )
+            for flag, _, _ in emulator.extra_ports:
+                argv += [flag, str(ports[emulator.name + flag])]
             started = start_process(emulator.name, argv, log_dir, env=api_env, cwd=ROOT)
             self._register(state, started, ports[emulator.name], env[emulator.variable])
             launched.append((emulator, started))
         for emulator, started in launched:
             url = f"http://{env[emulator.variable]}/_emulator/health"
             wait_until(lambda url=url: http_ok(url), emulator.label, 60, started)  # type: ignore[misc]
-            progress(f"  ✓ {emulator.label:<19} {env[emulator.variable]}")
+            _ready(progress, f"{emulator.label} emulator", env[emulator.variable])
+            for _, variable, label in emulator.extra_ports:
+                if variable:
+                    _ready(progress, label, env[variable])
 
         function_env = {
             **os.environ,
@@ -330,7 +362,7 @@ class Stack:
         wait_until(
             lambda: http_ok(f"{env['FUNCTIONS_URL']}/_emulator/health"), "function host", 60, functions
         )
-        progress(f"  ✓ function host       {env['FUNCTIONS_URL']}")
+        _ready(progress, "function host", env["FUNCTIONS_URL"])
 
         self._provision(state, config, progress)
 
@@ -354,7 +386,7 @@ class Stack:
                 os.environ["PUBSUB_EMULATOR_HOST"] = saved
         state.dead_letter_subscriptions = result.dead_letter_subscriptions
         progress(
-            f"  ✓ eventing            {len(result.topics)} topics, "
+            f"  ✓ {'eventing':<21} {len(result.topics)} topics, "
             f"{len(result.subscriptions)} push subscriptions (each with a dead-letter topic), "
             f"{len(config.buckets)} bucket trigger(s)"
         )

@@ -48,12 +48,14 @@ def test_up_status_env_down(tmp_path: Path) -> None:
             "STORAGE_EMULATOR_HOST",
             "CLOUDBUILD_EMULATOR_HOST",
             "VERTEX_EMULATOR_HOST",
+            "RUN_EMULATOR_HOST",
+            "MONITORING_EMULATOR_HOST",
             "GOOGLE_CLOUD_PROJECT",
             "FUNCTIONS_URL",
         ):
             assert key in exports
         assert exports["PUBSUB_EMULATOR_HOST"].startswith("127.0.0.1:")
-        for api in ("CLOUDBUILD_EMULATOR_HOST", "VERTEX_EMULATOR_HOST"):
+        for api in ("CLOUDBUILD_EMULATOR_HOST", "VERTEX_EMULATOR_HOST", "RUN_EMULATOR_HOST"):
             assert http_ok(f"http://{exports[api]}/_emulator/health")
         health = f"{exports['FUNCTIONS_URL']}/_emulator/health"
         assert http_ok(health)

@@ -9,6 +9,9 @@
   through ``google-cloud-storage`` (the storage emulator when ``STORAGE_EMULATOR_HOST`` is set).
 - ``ERROR_RATE`` (0..1): share of ``/predict`` requests answered 500 on purpose; ``EXTRA_LATENCY_MS``: delay
   added to each ``/predict`` — knobs for canary analysis tests. ``MODEL_VERSION`` is echoed in responses.
+- ``ERROR_MODE``: ``random`` (default: each request fails with probability ERROR_RATE) or ``deterministic``
+  (failures spread evenly, exactly ERROR_RATE·N of N requests — for tests that assert a share tightly).
+- ``K_REVISION`` (set by Cloud Run) is echoed as ``revision`` in ``/predict`` and ``/healthz`` answers.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import random
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -56,6 +60,25 @@ class Predictor:
         self.version = os.environ.get("MODEL_VERSION", "")
         self.error_rate = float(os.environ.get("ERROR_RATE", "0") or 0)
         self.extra_latency = float(os.environ.get("EXTRA_LATENCY_MS", "0") or 0) / 1000.0
+        self.error_mode = os.environ.get("ERROR_MODE", "random") or "random"
+        if self.error_mode not in ("random", "deterministic"):
+            raise ValueError(f"ERROR_MODE must be random or deterministic, not {self.error_mode!r}")
+        self.revision = os.environ.get("K_REVISION", "")
+        self._error_credit = 0.0
+        self._error_lock = threading.Lock()
+
+    def should_fail(self) -> bool:
+        """Whether this /predict request is one of the ERROR_RATE share answered 500 on purpose."""
+        if self.error_rate <= 0:
+            return False
+        if self.error_mode == "random":
+            return random.random() < self.error_rate
+        with self._error_lock:
+            self._error_credit += self.error_rate
+            if self._error_credit >= 1.0 - 1e-9:
+                self._error_credit -= 1.0
+                return True
+            return False
 
     def rows(self, instances: Any) -> list[list[float]]:
         if not isinstance(instances, list) or not instances:
@@ -88,7 +111,15 @@ def make_handler(predictor: Predictor) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path.split("?")[0] == "/healthz":
-                self._send(200, {"status": "ok", "model": predictor.model_uri, "version": predictor.version})
+                self._send(
+                    200,
+                    {
+                        "status": "ok",
+                        "model": predictor.model_uri,
+                        "version": predictor.version,
+                        "revision": predictor.revision,
+                    },
+                )
             else:
                 self._send(404, {"error": f"no route {self.path}"})
 
@@ -98,8 +129,8 @@ def make_handler(predictor: Predictor) -> type[BaseHTTPRequestHandler]:
                 return
             if predictor.extra_latency:
                 time.sleep(predictor.extra_latency)
-            if predictor.error_rate and random.random() < predictor.error_rate:
-                self._send(500, {"error": "injected error (ERROR_RATE)"})
+            if predictor.should_fail():
+                self._send(500, {"error": "injected error (ERROR_RATE)", "revision": predictor.revision})
                 return
             try:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -109,7 +140,13 @@ def make_handler(predictor: Predictor) -> type[BaseHTTPRequestHandler]:
                 self._send(400, {"error": str(error)})
                 return
             self._send(
-                200, {"predictions": predictions, "model": predictor.model_uri, "version": predictor.version}
+                200,
+                {
+                    "predictions": predictions,
+                    "model": predictor.model_uri,
+                    "version": predictor.version,
+                    "revision": predictor.revision,
+                },
             )
 
         def log_message(self, format: str, *args: Any) -> None:

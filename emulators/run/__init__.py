@@ -1,0 +1,4 @@
+"""The Cloud Run Admin API v2 emulator: services, revisions that run as local processes, a traffic router.
+
+See :mod:`emulators.run.service`, :mod:`emulators.run.router` and ``docs/emulators.md``.
+"""
