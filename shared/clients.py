@@ -146,15 +146,21 @@ def monitoring() -> Any:
     """Monitoring's GAPIC client has no REST transport: locally it speaks gRPC on an insecure channel."""
 
     def make() -> Any:
+        host = os.environ.get("MONITORING_EMULATOR_HOST")
+        if host:
+            return monitoring_emulator_client(host)
         from google.cloud.monitoring_v3.services.metric_service import MetricServiceClient
 
-        host = os.environ.get("MONITORING_EMULATOR_HOST")
-        if not host:
-            return MetricServiceClient()
-        import grpc
-        from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
-
-        channel = grpc.insecure_channel(host.removeprefix("http://"))
-        return MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
+        return MetricServiceClient()
 
     return _cached("monitoring", make)
+
+
+def monitoring_emulator_client(host: str) -> Any:
+    """A ``MetricServiceClient`` for the emulator at ``host:port``: gRPC without TLS, no credentials."""
+    import grpc
+    from google.cloud.monitoring_v3.services.metric_service import MetricServiceClient
+    from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+
+    channel = grpc.insecure_channel(host.removeprefix("http://"))
+    return MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))

@@ -3,7 +3,7 @@
 Used by the integration tests; the stack orchestrator can use it too::
 
     emulator = start_run_emulator(run_dir, "my-project", env)
-    env.update(emulator.env())  # RUN_EMULATOR_HOST, MONITORING_EMULATOR_HOST
+    env.update(emulator.env())  # RUN_EMULATOR_HOST, MONITORING_EMULATOR_HOST (see shared.clients)
     ...
     emulator.stop()             # SIGTERM: the emulator stops its revisions and router, then exits
 """
@@ -86,17 +86,3 @@ def start_run_emulator(
         emulator.stop()
         raise
     return emulator
-
-
-def monitoring_client(host: str) -> object:
-    """A ``MetricServiceClient`` for the emulator at ``host`` (gRPC without TLS, anonymous credentials).
-
-    The Monitoring library has no REST transport, so ``transport="rest"`` cannot reach it; this is the
-    construction ``shared.clients.monitoring()`` needs for ``MONITORING_EMULATOR_HOST``.
-    """
-    import grpc
-    from google.cloud.monitoring_v3.services.metric_service import MetricServiceClient
-    from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
-
-    channel = grpc.insecure_channel(host)
-    return MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))

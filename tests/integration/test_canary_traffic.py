@@ -23,8 +23,9 @@ from google.cloud.devtools import cloudbuild_v1
 
 from emulators.loadgen import run_load
 from emulators.registry import LocalRegistry
-from emulators.run.launch import RunEmulator, monitoring_client, start_run_emulator
+from emulators.run.launch import RunEmulator, start_run_emulator
 from shared import clients
+from shared.clients import monitoring_emulator_client
 from tests.integration.api_emulators import PROJECT, ROOT, ApiStack, fast_polling, running, tarball, upload
 
 pytestmark = pytest.mark.integration
@@ -76,7 +77,7 @@ def canary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Canary]:
                 run=emulator,
                 services=clients.run_services(),
                 revisions=clients.run_revisions(),
-                monitoring=monitoring_client(emulator.monitoring_host),
+                monitoring=monitoring_emulator_client(emulator.monitoring_host),
             )
         finally:
             clients.reset()

@@ -21,7 +21,8 @@ from google.api_core import exceptions
 from google.cloud import monitoring_v3
 
 from emulators._proc import Started, free_port, http_ok, start_process, stop_group, wait_until
-from emulators.run.launch import ROOT, monitoring_client
+from emulators.run.launch import ROOT
+from shared.clients import monitoring_emulator_client
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ class Monitoring:
         self.started = started
         self.rest = rest
         self.grpc_host = grpc_host
-        self.client: Any = monitoring_client(grpc_host)
+        self.client: Any = monitoring_emulator_client(grpc_host)
 
     def admin(self, verb: str, path: str, body: Any = None) -> Any:
         response = requests.request(verb, f"http://{self.rest}/_emulator/{path}", json=body, timeout=5)
