@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from emulators._proc import group_alive
 from emulators.stack import ROOT, Stack, applied_env
 
 Check = Callable[[], Any]
@@ -59,7 +60,7 @@ def run_demo(config_path: Path | None = None) -> int:
         finally:
             _say("▶ tearing the stack down")
             stack.down(progress=_say)
-        alive = [name for name, running, _ in stack.status() if running]
+        alive = [c.name for c in state.components.values() if group_alive(c.pid)]
         if alive:
             _say(f"✗ still running: {', '.join(alive)}")
             return 1
@@ -131,17 +132,19 @@ def _scenario(env: dict[str, str], project: str) -> None:
     for record in rejected:
         _say(f"    rejected {record.event_id}: {record.reason}: {'; '.join(record.problems)}")
 
-    _build_train_register(env, project, config.region, run_id, publisher, topic)
+    model_uri = _build_train_register(env, project, config.region, run_id, publisher, topic)
+    _canary(env, project, config.region, run_id, model_uri, publisher, topic)
 
-    _say(f"▶ 9. the run ledger for {run_id}")
-    run = _wait_for("the run record", lambda: (r := ledger.get_run(run_id)) and len(r.steps) >= 3 and r)
+    _say(f"▶ 11. the run ledger for {run_id}")
+    run = _wait_for("the run record", lambda: (r := ledger.get_run(run_id)) and len(r.steps) >= 4 and r)
     for step in run.steps:
         _say(f"    {step.started_at:%H:%M:%S}  {step.name:<45} {step.status.value}")
 
 
 def _build_train_register(
     env: dict[str, str], project: str, region: str, run_id: str, publisher: Any, topic: str
-) -> None:
+) -> str:
+    """Steps 5-8; returns the gs:// folder of the trained model."""
     import importlib.util
 
     from google.api_core import exceptions
@@ -276,3 +279,175 @@ def _build_train_register(
     )
     _wait_for("the model announcement", lambda: len(_sink(env)) >= 7)
     _say(f"    sink /hook/slack  ← {_sink(env, '/hook/slack')[-1]['body']['text'].splitlines()[0]!r}")
+    return f"{output}/model/"
+
+
+def _canary(
+    env: dict[str, str], project: str, region: str, run_id: str, model_uri: str, publisher: Any, topic: str
+) -> None:
+    """Steps 9-10: the trained model served on Cloud Run, a bad candidate at 10%, metrics, rollback.
+
+    The canary verdict here is the demo's own check of the metrics; the rollout function that makes it
+    for real comes with a later issue.
+    """
+    import yaml
+    from google.api_core.future.polling import DEFAULT_POLLING
+    from google.cloud import run_v2
+
+    from emulators.cloudbuild.sources import pack_source
+    from emulators.loadgen import run_load
+    from shared import clients
+    from shared.events import new_envelope
+
+    polling = DEFAULT_POLLING.with_delay(initial=0.2, maximum=1.0, multiplier=1.5)
+    _say("▶ 9. the server image is built, then serves the trained model on the Cloud Run emulator")
+    bucket_name = f"{project}-demo"
+    clients.storage().bucket(bucket_name).blob("source/server.tgz").upload_from_string(
+        pack_source(ROOT / "examples" / "server")
+    )
+    image = f"{region}-docker.pkg.dev/{project}/mlops/server:{run_id}"
+    build_config = yaml.safe_load((ROOT / "examples" / "server" / "cloudbuild.yaml").read_text())
+    build = (
+        clients.cloud_build()
+        .create_build(
+            project_id=project,
+            build={
+                "source": {"storage_source": {"bucket": bucket_name, "object_": "source/server.tgz"}},
+                "steps": build_config["steps"],
+                "images": build_config["images"],
+                "substitutions": {"_IMAGE": image},
+                "tags": [f"run-{run_id}", "server"],
+            },
+        )
+        .result(timeout=120, polling=polling)
+    )
+    _say(f"    build {build.id}: {build.status.name}, image {image}")
+
+    services = clients.run_services()
+    revision_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+
+    def container(**variables: str) -> run_v2.Container:
+        values = {"MODEL_URI": model_uri, **variables}
+        return run_v2.Container(image=image, env=[run_v2.EnvVar(name=k, value=v) for k, v in values.items()])
+
+    service = services.create_service(
+        parent=f"projects/{project}/locations/{region}",
+        service_id="churn-predictor",
+        service=run_v2.Service(template=run_v2.RevisionTemplate(containers=[container(MODEL_VERSION="1")])),
+    ).result(timeout=60, polling=polling)
+    stable = service.latest_ready_revision.rsplit("/", 1)[-1]
+    _say(f"    {service.uri} → {stable} (100%)")
+
+    # The candidate: same image, a misbehaving configuration (30% errors, +80 ms), pinned at 0% first.
+    service.traffic = [run_v2.TrafficTarget(type_=revision_type, revision=stable, percent=100)]
+    service.template = run_v2.RevisionTemplate(
+        containers=[
+            container(MODEL_VERSION="2", ERROR_RATE="0.3", ERROR_MODE="deterministic", EXTRA_LATENCY_MS="80")
+        ]
+    )
+    service = services.update_service(service=service).result(timeout=60, polling=polling)
+    candidate = service.latest_created_revision.rsplit("/", 1)[-1]
+    service.traffic = [
+        run_v2.TrafficTarget(type_=revision_type, revision=stable, percent=90),
+        run_v2.TrafficTarget(type_=revision_type, revision=candidate, percent=10, tag="candidate"),
+    ]
+    service = services.update_service(service=service).result(timeout=60, polling=polling)
+    split = ", ".join(
+        f"{t.revision} {t.percent}%{' #' + t.tag if t.tag else ''}" for t in service.traffic_statuses
+    )
+    _say(f"    canary: {split}")
+
+    started = time.time()
+    body = {"instances": [[0.1, -0.4, 0.3, 1.2], [-1.0, 0.8, 0.0, 0.5]]}
+    load = run_load(f"{service.uri}/predict", 1000, concurrency=4, max_seconds=60, json_body=body)
+    _say(f"    1000 requests in {load.seconds:.1f}s: {load.summary()['byStatus']}")
+
+    _say("▶ 10. Cloud Monitoring per revision (list_time_series), verdict, rollback verified by reading back")
+    monitoring = clients.monitoring()
+
+    service_filter = 'resource.labels.service_name = "churn-predictor"'
+
+    def series(metric: str, aggregation: dict[str, Any], extra: str = "") -> list[Any]:
+        now = time.time()
+        return list(
+            monitoring.list_time_series(
+                request={
+                    "name": f"projects/{project}",
+                    "filter": f'metric.type = "{metric}" AND {service_filter}{extra}',
+                    "interval": {
+                        "start_time": {"seconds": int(started) - 5},
+                        "end_time": {"seconds": int(now) + 1},
+                    },
+                    "aggregation": {
+                        "alignment_period": {"seconds": int(now) + 6 - int(started)},
+                        **aggregation,
+                    },
+                }
+            )
+        )
+
+    def counts() -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        for item in series(
+            "run.googleapis.com/request_count",
+            {
+                "per_series_aligner": "ALIGN_DELTA",
+                "cross_series_reducer": "REDUCE_SUM",
+                "group_by_fields": ["resource.labels.revision_name", "metric.labels.response_code_class"],
+            },
+        ):
+            per_class = result.setdefault(item.resource.labels["revision_name"], {})
+            per_class[item.metric.labels["response_code_class"]] = sum(
+                p.value.int64_value for p in item.points
+            )
+        return result
+
+    by_revision = _wait_for(
+        "the metrics to be reported",
+        lambda: (c := counts()) and sum(sum(v.values()) for v in c.values()) >= 1000 and c,
+    )
+    p95 = {
+        item.resource.labels["revision_name"]: item.points[0].value.double_value
+        for item in series(
+            "run.googleapis.com/request_latencies",
+            {"per_series_aligner": "ALIGN_PERCENTILE_95"},
+            ' AND metric.labels.response_code = "200"',
+        )
+    }
+    error_share: dict[str, float] = {}
+    for revision, per_class in sorted(by_revision.items()):
+        total = sum(per_class.values())
+        error_share[revision] = per_class.get("5xx", 0) / total
+        _say(
+            f"    {revision:<28} {total:>4} requests, 5xx {error_share[revision]:.1%}, "
+            f"p95 {p95.get(revision, 0.0):.0f} ms"
+        )
+    verdict = "roll back" if error_share.get(candidate, 1.0) > 0.05 else "promote"
+    _say(f"    verdict: candidate 5xx {error_share.get(candidate, 1.0):.1%} > 5% → {verdict}")
+    service.traffic = [run_v2.TrafficTarget(type_=revision_type, revision=stable, percent=100)]
+    services.update_service(service=service).result(timeout=60, polling=polling)
+    read_back = services.get_service(name=service.name)
+    traffic = [(t.revision, t.percent) for t in read_back.traffic_statuses]
+    _say(f"    traffic read back: {traffic}")
+    if traffic != [(stable, 100)]:
+        raise RuntimeError(f"rollback not verified: traffic is {traffic}")
+    publisher.publish(
+        topic,
+        new_envelope(
+            "notification",
+            run_id,
+            {
+                "kind": "rollout.rolled_back",
+                "severity": "warning",
+                "title": f"Canary {candidate} rolled back",
+                "text": f"candidate 5xx {error_share.get(candidate, 1.0):.1%}; all traffic on {stable}",
+                "context": {"service": "churn-predictor", "revision": candidate, "traffic": f"{stable} 100%"},
+            },
+            event_id=f"{run_id}:rollback:{candidate}",
+        ),
+    )
+    _wait_for(
+        "the rollback announcement on chat",
+        lambda: any("rolled back" in str(r["body"]) for r in _sink(env, "/hook/chat")),
+    )
+    _say("    announced on slack, chat and the audit webhook")
