@@ -5,7 +5,9 @@ function host, which renders them per channel and posts them to the local webhoo
 delivered once; a malformed message is recorded in the ledger, not lost; the run ledger shows the steps.
 Then the sample trainer is built by the Cloud Build emulator (each status seen on ``cloud-builds``), trained
 as a Vertex AI CustomJob that writes its real model to the storage emulator, and registered in the Model
-Registry, and the result is announced through ``notify``.
+Registry, and the result is announced through ``notify``. Finally the server image serves that model on the
+Cloud Run emulator, a misbehaving candidate revision takes 10% of real traffic, Cloud Monitoring shows its
+errors and latency per revision, and traffic is rolled back and verified by reading it back.
 """
 
 from __future__ import annotations
