@@ -22,7 +22,7 @@ from google.api_core import exceptions
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.cloud import run_v2
 
-from emulators._proc import group_alive, pid_alive, port_open
+from emulators._proc import free_port, group_alive, pid_alive, port_open
 from emulators.registry import LocalRegistry
 from emulators.run.launch import RunEmulator, start_run_emulator
 from shared import clients
@@ -33,6 +33,7 @@ PROJECT = "run-project"
 LOCATION = "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 IMAGE = "us-docker.pkg.dev/run-project/apps/echo:1"
+GRPC_PORT = free_port()
 POLLING = DEFAULT_POLLING.with_delay(initial=0.1, maximum=0.5, multiplier=1.5)
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
@@ -82,7 +83,12 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunEmulator]:
     root = tmp_path_factory.mktemp("run")
     env = dict(os.environ, LOCAL_REGISTRY_DIR=str(root / "registry"))
     record_echo_image(root / "registry", root)
-    started = start_run_emulator(root, PROJECT, env, ["--metrics-delay", "0", "--startup-timeout", "20"])
+    started = start_run_emulator(
+        root,
+        PROJECT,
+        env,
+        ["--metrics-delay", "0", "--startup-timeout", "20", "--grpc-port", str(GRPC_PORT)],
+    )
     saved = {key: os.environ.get(key) for key in started.env()}
     os.environ.update(started.env())
     clients.reset()
@@ -295,6 +301,37 @@ def test_traffic_naming_another_services_revision_is_rejected(services: run_v2.S
     with pytest.raises(exceptions.BadRequest) as caught:
         update(services, second)
     assert "belongs to service 'owner-a'" in caught.value.message
+
+
+def test_grpc_transport_reports_the_exact_status_classes(emulator: RunEmulator) -> None:
+    """Over gRPC (the production default) the three refusals arrive as their own exception classes."""
+    import grpc
+    from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTransport
+    from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{GRPC_PORT}")
+    services = run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel))
+    revisions = run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel))
+    service = services.create_service(
+        parent=PARENT, service_id="grpc-codes", service=run_v2.Service(template=template())
+    ).result(timeout=30, polling=POLLING)
+    serving = short(service.latest_ready_revision)
+
+    service.traffic = pinned((serving, 90, ""))
+    with pytest.raises(exceptions.InvalidArgument, match="90"):
+        services.update_service(service=service)
+
+    with pytest.raises(exceptions.FailedPrecondition):
+        revisions.delete_revision(name=service.latest_ready_revision)
+
+    fresh = services.get_service(name=service.name)
+    fresh.labels["step"] = "one"
+    services.update_service(service=fresh).result(timeout=30, polling=POLLING)
+    service.traffic = pinned((serving, 100, ""))
+    service.labels["step"] = "two"  # still carries the first etag
+    with pytest.raises(exceptions.Aborted):
+        services.update_service(service=service)
+    channel.close()
 
 
 def test_stale_etag_is_aborted(services: run_v2.ServicesClient) -> None:
