@@ -30,13 +30,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     return result
 
 
-def run(
-    name: str,
-    args: argparse.Namespace,
-    attach: Callable[[ApiServer, argparse.Namespace, LocalRegistry], object],
-) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s {name} %(levelname)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+def open_registry(args: argparse.Namespace) -> LocalRegistry:
+    """Create the state folder and open the local image registry (``--registry-dir``, else
+    ``$LOCAL_REGISTRY_DIR``, else ``STATE_DIR/registry``); child processes inherit its location."""
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     registry_dir = args.registry_dir or (
@@ -45,8 +41,19 @@ def run(
         else state_dir / "registry"
     )
     registry = LocalRegistry(registry_dir.resolve())
-    # Child processes (build steps, trainers, the docker CLI) find the same registry.
+    # Child processes (build steps, trainers, revisions, the docker CLI) find the same registry.
     os.environ["LOCAL_REGISTRY_DIR"] = str(registry.root)
+    return registry
+
+
+def run(
+    name: str,
+    args: argparse.Namespace,
+    attach: Callable[[ApiServer, argparse.Namespace, LocalRegistry], object],
+) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s {name} %(levelname)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    registry = open_registry(args)
     server = ApiServer(name, args.host, args.port, args.grpc_port or None)
     attach(server, args, registry)
     try:

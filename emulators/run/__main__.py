@@ -14,19 +14,17 @@ and the other emulator variables are passed on to the revision processes. Ready 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from emulators.apiserver.cli import parser
+from emulators.apiserver.cli import open_registry, parser
 from emulators.apiserver.server import ApiServer
 from emulators.monitoring.__main__ import add_metrics_options
 from emulators.monitoring.service import MonitoringService
 from emulators.monitoring.store import MetricsStore
-from emulators.registry import LocalRegistry
 from emulators.run.service import RunService
 
 log = logging.getLogger("emulators.run")
@@ -48,15 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s run %(levelname)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    registry = open_registry(args)
     state_dir: Path = args.state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    registry_dir = args.registry_dir or (
-        Path(os.environ["LOCAL_REGISTRY_DIR"])
-        if os.environ.get("LOCAL_REGISTRY_DIR")
-        else state_dir / "registry"
-    )
-    registry = LocalRegistry(registry_dir.resolve())
-    os.environ["LOCAL_REGISTRY_DIR"] = str(registry.root)
 
     store = MetricsStore(sample_period=args.sample_period, reporting_delay=args.metrics_delay)
     run_server = ApiServer("run", args.host, args.port, args.grpc_port or None)
