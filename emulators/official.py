@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from emulators._proc import StackError, Started, http_ok, start_process, wait_until
+from emulators._proc import StackError
 
 INSTALL_HINT = (
     "Install the Google Cloud CLI with its emulator components, e.g. "
@@ -68,32 +68,16 @@ def firestore_launcher() -> Path:
     return path
 
 
-def start_pubsub(host: str, port: int, project: str, log_dir: Path, timeout: float = 60.0) -> Started:
+def pubsub_argv(host: str, port: int, project: str) -> list[str]:
+    """The Pub/Sub emulator's own launcher, on ``host:port``, for ``project``."""
     require_java()
-    started = start_process(
-        "pubsub",
-        [str(pubsub_launcher()), f"--host={host}", f"--port={port}", f"--projects={project}"],
-        log_dir,
-    )
-    wait_until(lambda: http_ok(f"http://{host}:{port}/"), "Pub/Sub emulator", timeout, started)
-    return started
+    return [str(pubsub_launcher()), f"--host={host}", f"--port={port}", f"--projects={project}"]
 
 
-def start_firestore(host: str, port: int, project: str, log_dir: Path, timeout: float = 60.0) -> Started:
+def firestore_argv(host: str, port: int, project: str) -> list[str]:
+    """The Firestore emulator's own launcher (native mode), on ``host:port``, for ``project``."""
     require_java()
-    started = start_process(
-        "firestore",
-        [
-            str(firestore_launcher()),
-            "start",
-            f"--host={host}",
-            f"--port={port}",
-            f"--project_id={project}",
-        ],
-        log_dir,
-    )
-    wait_until(lambda: http_ok(f"http://{host}:{port}/"), "Firestore emulator", timeout, started)
-    return started
+    return [str(firestore_launcher()), "start", f"--host={host}", f"--port={port}", f"--project_id={project}"]
 
 
 def reset_firestore(host: str, project: str) -> None:

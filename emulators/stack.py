@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +60,8 @@ class StackState:
     components: dict[str, Component] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     dead_letter_subscriptions: dict[str, str] = field(default_factory=dict)
+    grpc_hosts: dict[str, str] = field(default_factory=dict)  # API emulator -> its gRPC host:port
+    extra_hosts: dict[str, str] = field(default_factory=dict)  # e.g. "run--monitoring-port" -> host:port
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +76,8 @@ class StackState:
             components=components,
             env=data.get("env", {}),
             dead_letter_subscriptions=data.get("dead_letter_subscriptions", {}),
+            grpc_hosts=data.get("grpc_hosts", {}),
+            extra_hosts=data.get("extra_hosts", {}),
         )
 
 
@@ -105,6 +109,17 @@ API_EMULATORS: tuple[ApiEmulator, ...] = (
             ("--monitoring-grpc-port", "MONITORING_EMULATOR_HOST", "Monitoring (gRPC)"),
         ),
     ),
+)
+
+
+#: Everything a stack can run, in start order.
+COMPONENTS: tuple[str, ...] = (
+    "pubsub",
+    "firestore",
+    "sink",
+    "storage",
+    *(e.name for e in API_EMULATORS),
+    "functions",
 )
 
 
@@ -141,7 +156,12 @@ class Stack:
         config_path: Path | None = None,
         extra_sources: tuple[Path, ...] = (),
         extra_env: dict[str, str] | None = None,
+        components: Collection[str] | None = None,
+        grpc: bool = False,
+        api_args: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``components`` picks a subset of :data:`COMPONENTS` (default: all; tests start what they need);
+        ``grpc`` also serves gRPC from the API emulators; ``api_args`` adds flags per API emulator."""
         self.run_dir = (run_dir or default_run_dir()).resolve()
         self.project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or DEFAULT_PROJECT
         self.config_path = (
@@ -150,6 +170,12 @@ class Stack:
         self.extra_sources = extra_sources
         self.extra_env = dict(extra_env or {})
         self.state_file = self.run_dir / "stack.json"
+        self.components = tuple(COMPONENTS if components is None else components)
+        unknown = set(self.components) - set(COMPONENTS)
+        if unknown:
+            raise StackError(f"unknown component(s) {sorted(unknown)}; known: {', '.join(COMPONENTS)}")
+        self.grpc = grpc
+        self.api_args = {name: list(args) for name, args in (api_args or {}).items()}
 
     # ------------------------------------------------------------------------------------ state
 
@@ -216,155 +242,134 @@ class Stack:
     def _start_all(self, state: StackState, log_dir: Path, progress: Progress) -> None:
         from shared.config import load_config
 
-        names = ["pubsub", "firestore", "sink", "storage", "functions", *(e.name for e in API_EMULATORS)]
-        names += [f"{e.name}{flag}" for e in API_EMULATORS for flag, _, _ in e.extra_ports]
-        ports = {name: free_port() for name in names}
+        want = set(self.components)
+        apis = [e for e in API_EMULATORS if e.name in want]
+        ports = {name: free_port() for name in want}
+        ports.update({e.name + flag: free_port() for e in apis for flag, _, _ in e.extra_ports})
         env = state.env
-        env["PUBSUB_EMULATOR_HOST"] = f"{HOST}:{ports['pubsub']}"
-        env["FIRESTORE_EMULATOR_HOST"] = f"{HOST}:{ports['firestore']}"
-        env["STORAGE_EMULATOR_HOST"] = f"http://{HOST}:{ports['storage']}"
         env["GOOGLE_CLOUD_PROJECT"] = self.project
-        env["FUNCTIONS_URL"] = f"http://{HOST}:{ports['functions']}"
-        env["WEBHOOK_SINK_URL"] = f"http://{HOST}:{ports['sink']}"
-        env["PIPELINE_CONFIG"] = str(self.config_path)
-        for emulator in API_EMULATORS:
+        env["LOCAL_REGISTRY_DIR"] = str(self.run_dir / "registry")
+        if "pubsub" in want:
+            env["PUBSUB_EMULATOR_HOST"] = f"{HOST}:{ports['pubsub']}"
+        if "firestore" in want:
+            env["FIRESTORE_EMULATOR_HOST"] = f"{HOST}:{ports['firestore']}"
+        if "storage" in want:
+            env["STORAGE_EMULATOR_HOST"] = f"http://{HOST}:{ports['storage']}"
+        if "sink" in want:
+            env["WEBHOOK_SINK_URL"] = f"http://{HOST}:{ports['sink']}"
+        for emulator in apis:
             env[emulator.variable] = f"{HOST}:{ports[emulator.name]}"
             for flag, variable, _ in emulator.extra_ports:
+                state.extra_hosts[emulator.name + flag] = f"{HOST}:{ports[emulator.name + flag]}"
                 if variable:
                     env[variable] = f"{HOST}:{ports[emulator.name + flag]}"
-        env["LOCAL_REGISTRY_DIR"] = str(self.run_dir / "registry")
-        # Validate the config with the environment the functions will see, before starting anything.
-        config = load_config(self.config_path, env={**os.environ, **env, **self.extra_env})
+            if self.grpc:
+                state.grpc_hosts[emulator.name] = f"{HOST}:{free_port()}"
+        config = None
+        if "functions" in want:
+            env["FUNCTIONS_URL"] = f"http://{HOST}:{ports['functions']}"
+            env["PIPELINE_CONFIG"] = str(self.config_path)
+            # Validate the config with the environment the functions will see, before starting anything.
+            config = load_config(self.config_path, env={**os.environ, **env, **self.extra_env})
 
-        # The two Java emulators take the longest: launch both, then wait for both.
         t0 = time.monotonic()
-        official.require_java()
-        pubsub = start_process(
-            "pubsub",
-            [
-                str(official.pubsub_launcher()),
-                f"--host={HOST}",
-                f"--port={ports['pubsub']}",
-                f"--projects={self.project}",
-            ],
-            log_dir,
-        )
-        self._register(state, pubsub, ports["pubsub"], env["PUBSUB_EMULATOR_HOST"])
-        firestore = start_process(
-            "firestore",
-            [
-                str(official.firestore_launcher()),
-                "start",
-                f"--host={HOST}",
-                f"--port={ports['firestore']}",
-                f"--project_id={self.project}",
-            ],
-            log_dir,
-        )
-        self._register(state, firestore, ports["firestore"], env["FIRESTORE_EMULATOR_HOST"])
+        pending: list[tuple[Started, str, Callable[[], bool], str, str]] = []
 
-        sink = start_process(
-            "sink", _python_module("emulators.sink", "--host", HOST, "--port", str(ports["sink"])), log_dir
-        )
-        self._register(state, sink, ports["sink"], env["WEBHOOK_SINK_URL"])
+        def launch(name: str, argv: list[str], where: str, health: str, label: str, **kwargs: Any) -> None:
+            started = start_process(name, argv, log_dir, **kwargs)
+            self._register(state, started, ports[name], where)
+            pending.append((started, label, lambda: http_ok(health), where, name))
 
-        from emulators.eventing import bucket_routes
+        def wait_all(timeout: float = 90.0) -> None:
+            for started, label, check, where, name in pending:
+                wait_until(check, label, timeout, started)
+                _ready(progress, label, where, f"  ({time.monotonic() - t0:.1f}s)")
+                emulator = next((e for e in apis if e.name == name), None)
+                for _, variable, extra_label in emulator.extra_ports if emulator else ():
+                    if variable:
+                        _ready(progress, extra_label, env[variable])
+            pending.clear()
 
-        routes_file = self.run_dir / "storage-routes.json"
-        routes_file.write_text(json.dumps(bucket_routes(config, env["FUNCTIONS_URL"]), indent=2))
-        storage = start_process(
-            "storage",
-            _python_module(
+        # The Java emulators take the longest: launch everything that depends on nothing, then wait.
+        if "pubsub" in want:
+            where = env["PUBSUB_EMULATOR_HOST"]
+            argv = official.pubsub_argv(HOST, ports["pubsub"], self.project)
+            launch("pubsub", argv, where, f"http://{where}/", "Pub/Sub emulator")
+        if "firestore" in want:
+            where = env["FIRESTORE_EMULATOR_HOST"]
+            argv = official.firestore_argv(HOST, ports["firestore"], self.project)
+            launch("firestore", argv, where, f"http://{where}/", "Firestore emulator")
+        if "sink" in want:
+            where = env["WEBHOOK_SINK_URL"]
+            argv = _python_module("emulators.sink", "--host", HOST, "--port", str(ports["sink"]))
+            launch("sink", argv, where, f"{where}/_emulator/health", "webhook sink")
+        if "storage" in want:
+            from emulators.eventing import bucket_routes
+
+            routes_file = self.run_dir / "storage-routes.json"
+            routes = bucket_routes(config, env["FUNCTIONS_URL"]) if config is not None else {}
+            routes_file.write_text(json.dumps(routes, indent=2))
+            where = env["STORAGE_EMULATOR_HOST"]
+            argv = _python_module(
                 "emulators.storage",
-                "--host",
-                HOST,
-                "--port",
-                str(ports["storage"]),
-                "--project",
-                self.project,
-                "--data-dir",
-                str(self.run_dir / "storage"),
-                "--routes-file",
-                str(routes_file),
-            ),
-            log_dir,
-        )
-        self._register(state, storage, ports["storage"], env["STORAGE_EMULATOR_HOST"])
-
-        wait_until(lambda: http_ok(f"http://{env['PUBSUB_EMULATOR_HOST']}/"), "Pub/Sub emulator", 90, pubsub)
-        _ready(progress, "Pub/Sub emulator", env["PUBSUB_EMULATOR_HOST"], f"  ({time.monotonic() - t0:.1f}s)")
-        wait_until(
-            lambda: http_ok(f"http://{env['FIRESTORE_EMULATOR_HOST']}/"), "Firestore emulator", 90, firestore
-        )
-        _ready(
-            progress,
-            "Firestore emulator",
-            env["FIRESTORE_EMULATOR_HOST"],
-            f"  ({time.monotonic() - t0:.1f}s)",
-        )
-        wait_until(lambda: http_ok(f"{env['WEBHOOK_SINK_URL']}/_emulator/health"), "webhook sink", 30, sink)
-        _ready(progress, "webhook sink", env["WEBHOOK_SINK_URL"])
-        wait_until(
-            lambda: http_ok(f"{env['STORAGE_EMULATOR_HOST']}/_emulator/health"),
-            "storage emulator",
-            30,
-            storage,
-        )
-        _ready(progress, "storage emulator", env["STORAGE_EMULATOR_HOST"])
+                *("--host", HOST, "--port", str(ports["storage"]), "--project", self.project),
+                *("--data-dir", str(self.run_dir / "storage"), "--routes-file", str(routes_file)),
+            )
+            launch("storage", argv, where, f"{where}/_emulator/health", "storage emulator")
+        wait_all()
 
         # Our API emulators (no official ones exist); they publish to Pub/Sub and read/write storage.
         api_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        launched: list[tuple[ApiEmulator, Started]] = []
-        for emulator in API_EMULATORS:
+        for emulator in apis:
             argv = _python_module(
                 emulator.module,
-                "--host",
-                HOST,
-                "--port",
-                str(ports[emulator.name]),
-                "--project",
-                self.project,
-                "--state-dir",
-                str(self.run_dir / emulator.name),
-                *emulator.extra_args,
+                *("--host", HOST, "--port", str(ports[emulator.name]), "--project", self.project),
+                *("--state-dir", str(self.run_dir / emulator.name), *emulator.extra_args),
             )
             for flag, _, _ in emulator.extra_ports:
                 argv += [flag, str(ports[emulator.name + flag])]
-            started = start_process(emulator.name, argv, log_dir, env=api_env, cwd=ROOT)
-            self._register(state, started, ports[emulator.name], env[emulator.variable])
-            launched.append((emulator, started))
-        for emulator, started in launched:
-            url = f"http://{env[emulator.variable]}/_emulator/health"
-            wait_until(lambda url=url: http_ok(url), emulator.label, 60, started)  # type: ignore[misc]
-            _ready(progress, f"{emulator.label} emulator", env[emulator.variable])
-            for _, variable, label in emulator.extra_ports:
-                if variable:
-                    _ready(progress, label, env[variable])
+            if emulator.name in state.grpc_hosts:
+                argv += ["--grpc-port", state.grpc_hosts[emulator.name].rsplit(":", 1)[1]]
+            argv += self.api_args.get(emulator.name, [])
+            where = env[emulator.variable]
+            label = f"{emulator.label} emulator"
+            launch(
+                emulator.name, argv, where, f"http://{where}/_emulator/health", label, env=api_env, cwd=ROOT
+            )
+        wait_all(60)
 
-        function_env = {
-            **os.environ,
-            **env,
+        if config is not None:
+            sink = env.get("WEBHOOK_SINK_URL")
             # Notification channels of the shipped config point at the sink unless the user set them.
-            "SLACK_WEBHOOK_URL": os.environ.get("SLACK_WEBHOOK_URL", f"{env['WEBHOOK_SINK_URL']}/hook/slack"),
-            "GOOGLE_CHAT_WEBHOOK_URL": os.environ.get(
-                "GOOGLE_CHAT_WEBHOOK_URL", f"{env['WEBHOOK_SINK_URL']}/hook/chat"
-            ),
-            "AUDIT_WEBHOOK_URL": os.environ.get("AUDIT_WEBHOOK_URL", f"{env['WEBHOOK_SINK_URL']}/hook/audit"),
-            **self.extra_env,
-            "PYTHONUNBUFFERED": "1",
-        }
-        argv = _python_module("emulators.function_host", "--host", HOST, "--port", str(ports["functions"]))
-        argv += ["--source", str(ROOT / "main.py")]
-        for extra in self.extra_sources:
-            argv += ["--extra-source", str(Path(extra).resolve())]
-        functions = start_process("functions", argv, log_dir, env=function_env, cwd=ROOT)
-        self._register(state, functions, ports["functions"], env["FUNCTIONS_URL"])
-        wait_until(
-            lambda: http_ok(f"{env['FUNCTIONS_URL']}/_emulator/health"), "function host", 60, functions
-        )
-        _ready(progress, "function host", env["FUNCTIONS_URL"])
-
-        self._provision(state, config, progress)
+            defaults = (
+                {
+                    "SLACK_WEBHOOK_URL": f"{sink}/hook/slack",
+                    "GOOGLE_CHAT_WEBHOOK_URL": f"{sink}/hook/chat",
+                    "AUDIT_WEBHOOK_URL": f"{sink}/hook/audit",
+                }
+                if sink
+                else {}
+            )
+            function_env = {**defaults, **os.environ, **env, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+            argv = _python_module(
+                "emulators.function_host", "--host", HOST, "--port", str(ports["functions"])
+            )
+            argv += ["--source", str(ROOT / "main.py")]
+            for extra in self.extra_sources:
+                argv += ["--extra-source", str(Path(extra).resolve())]
+            where = env["FUNCTIONS_URL"]
+            launch(
+                "functions",
+                argv,
+                where,
+                f"{where}/_emulator/health",
+                "function host",
+                env=function_env,
+                cwd=ROOT,
+            )
+            wait_all(60)
+            if "pubsub" in want:
+                self._provision(state, config, progress)
 
     def _provision(self, state: StackState, config: Any, progress: Progress) -> None:
         from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient

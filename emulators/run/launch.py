@@ -1,8 +1,8 @@
-"""Start the Cloud Run emulator (Monitoring in the same process) as a child process group; stop it by PID.
+"""Start the Cloud Run emulator (Monitoring in the same process) alone, through the project's stack.
 
-Used by the integration tests; the stack orchestrator can use it too::
+Used by the integration tests; the stack starts it too (``python -m emulators up``)::
 
-    emulator = start_run_emulator(run_dir, "my-project", env)
+    emulator = start_run_emulator(run_dir, "my-project")
     env.update(emulator.env())  # RUN_EMULATOR_HOST, MONITORING_EMULATOR_HOST (see shared.clients)
     ...
     emulator.stop()             # SIGTERM: the emulator stops its revisions and router, then exits
@@ -10,18 +10,19 @@ Used by the integration tests; the stack orchestrator can use it too::
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators._proc import Started, free_port, http_ok, start_process, stop_group, wait_until
+from emulators._proc import Started
+from emulators.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class RunEmulator:
+    stack: Stack
     started: Started
     host: str  # RUN_EMULATOR_HOST (REST, admin, health)
     monitoring_host: str  # MONITORING_EMULATOR_HOST (gRPC: the Monitoring client speaks nothing else)
@@ -30,59 +31,19 @@ class RunEmulator:
     def env(self) -> dict[str, str]:
         return {"RUN_EMULATOR_HOST": self.host, "MONITORING_EMULATOR_HOST": self.monitoring_host}
 
-    def stop(self, grace_seconds: float = 8.0) -> None:
-        stop_group(self.started.pid, grace_seconds=grace_seconds)
+    def stop(self) -> None:
+        self.stack.down(progress=lambda _line: None)
 
 
-def start_run_emulator(
-    root: Path,
-    project: str,
-    env: dict[str, str],
-    extra_args: Sequence[str] = (),
-    host: str = "127.0.0.1",
-    timeout: float = 60.0,
-) -> RunEmulator:
-    """``python -m emulators.run`` on free loopback ports; state in ``root/run``, log in ``root/logs``."""
-    port, monitoring_port, monitoring_grpc = free_port(host), free_port(host), free_port(host)
-    argv = [
-        sys.executable,
-        "-m",
-        "emulators.run",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--project",
-        project,
-        "--state-dir",
-        str(root / "run"),
-        "--monitoring-port",
-        str(monitoring_port),
-        "--monitoring-grpc-port",
-        str(monitoring_grpc),
-        *extra_args,
-    ]
-    started = start_process("run", argv, root / "logs", env=env, cwd=ROOT)
-    emulator = RunEmulator(
-        started=started,
-        host=f"{host}:{port}",
-        monitoring_host=f"{host}:{monitoring_grpc}",
-        monitoring_rest=f"{host}:{monitoring_port}",
+def start_run_emulator(root: Path, project: str, extra_args: Sequence[str] = ()) -> RunEmulator:
+    """``python -m emulators.run`` on free loopback ports; state, registry and logs under ``root``."""
+    stack = Stack(root, project=project, components=["run"], api_args={"run": list(extra_args)})
+    state = stack.up(progress=lambda _line: None)
+    component = state.components["run"]
+    return RunEmulator(
+        stack=stack,
+        started=Started(component.name, component.pid, Path(component.log)),
+        host=state.env["RUN_EMULATOR_HOST"],
+        monitoring_host=state.env["MONITORING_EMULATOR_HOST"],
+        monitoring_rest=state.extra_hosts["run--monitoring-port"],
     )
-    try:
-        wait_until(
-            lambda: http_ok(f"http://{emulator.host}/_emulator/health"),
-            "Cloud Run emulator",
-            timeout,
-            started,
-        )
-        wait_until(
-            lambda: http_ok(f"http://{emulator.monitoring_rest}/_emulator/health"),
-            "Monitoring emulator",
-            10,
-            started,
-        )
-    except BaseException:
-        emulator.stop()
-        raise
-    return emulator

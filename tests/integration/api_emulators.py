@@ -1,21 +1,21 @@
-"""Start the API emulators (Cloud Build, Vertex AI) with the Pub/Sub and storage emulators they use.
+"""Start the API emulators (Cloud Build, Vertex AI, Cloud Run) and the Pub/Sub and storage emulators they use.
 
-Module-scoped fixtures of the contract tests use :func:`running`; every process is started in its own
-process group on a free loopback port and stopped by PID.
+Module-scoped fixtures of the contract tests use :func:`running`, which starts just the components a module
+needs through the project's own :class:`emulators.stack.Stack` (free loopback ports, process groups, stopped
+by PID), with gRPC ports and short lifecycles.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulators._proc import Started, free_port, http_ok, start_process, stop_group, wait_until
+from emulators.stack import API_EMULATORS, Stack, StackState, applied_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "emu-project"
@@ -23,11 +23,13 @@ PROJECT = "emu-project"
 
 @dataclass
 class ApiStack:
+    """A running :class:`emulators.stack.Stack` seen the way the contract tests use it."""
+
     root: Path
     env: dict[str, str]
+    state: StackState
     hosts: dict[str, str] = field(default_factory=dict)  # name -> host:port (REST)
     grpc: dict[str, str] = field(default_factory=dict)  # name -> host:port (gRPC)
-    started: list[Started] = field(default_factory=list)
 
     def options(self, name: str) -> dict[str, Any]:
         from google.auth.credentials import AnonymousCredentials
@@ -39,25 +41,16 @@ class ApiStack:
         }
 
     def log(self, name: str) -> str:
-        for started in self.started:
-            if started.name == name:
-                return started.log_path.read_text(errors="replace")
-        return ""
+        component = self.state.components.get(name)
+        return Path(component.log).read_text(errors="replace") if component else ""
 
 
-def _python_server(stack: ApiStack, name: str, module: str, extra: list[str], grpc: bool) -> Started:
-    port = free_port()
-    argv = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), "--project", PROJECT]
-    if module != "emulators.storage":
-        argv += ["--state-dir", str(stack.root / name)]
-    if grpc:
-        grpc_port = free_port()
-        argv += ["--grpc-port", str(grpc_port)]
-        stack.grpc[name] = f"127.0.0.1:{grpc_port}"
-    started = start_process(name, argv + extra, stack.root / "logs", env=stack.env, cwd=ROOT)
-    stack.started.append(started)
-    stack.hosts[name] = f"127.0.0.1:{port}"
-    return started
+#: Short lifecycles, so contract tests take seconds (the admin API can change them per test).
+FAST = {
+    "cloudbuild": ["--queued-seconds", "0.2"],
+    "vertex": ["--queued-seconds", "0.1", "--pending-seconds", "0.1"],
+    "run": ["--metrics-delay", "0.5"],
+}
 
 
 @contextlib.contextmanager
@@ -68,60 +61,30 @@ def running(
     storage: bool = False,
     cloudbuild: bool = False,
     vertex: bool = False,
+    run: bool = False,
     grpc: bool = False,
+    api_args: dict[str, list[str]] | None = None,
 ) -> Iterator[ApiStack]:
-    """The requested emulators, up and healthy; the test process sees their variables meanwhile."""
-    env = dict(os.environ)
-    env["LOCAL_REGISTRY_DIR"] = str(root / "registry")
-    env["GOOGLE_CLOUD_PROJECT"] = PROJECT
-    stack = ApiStack(root=root, env=env)
-    checks: list[tuple[str, Callable[[], bool], Started]] = []
+    """The requested emulators (started by the project's own stack), up and healthy; the test process sees
+    their variables meanwhile."""
+    wanted = {"pubsub": pubsub, "storage": storage, "cloudbuild": cloudbuild, "vertex": vertex, "run": run}
+    stack = Stack(
+        root,
+        project=PROJECT,
+        components=[name for name, on in wanted.items() if on],
+        grpc=grpc,
+        api_args={**FAST, **(api_args or {})},
+    )
+    state = stack.up(progress=lambda _line: None)
     try:
-        if pubsub:
-            from emulators.official import start_pubsub
-
-            port = free_port()
-            stack.started.append(start_pubsub("127.0.0.1", port, PROJECT, root / "logs"))
-            env["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{port}"
-        if storage:
-            started = _python_server(
-                stack, "storage", "emulators.storage", ["--data-dir", str(root / "gcs")], False
-            )
-            env["STORAGE_EMULATOR_HOST"] = f"http://{stack.hosts['storage']}"
-            checks.append(("storage", _health(stack.hosts["storage"]), started))
-        if cloudbuild:
-            started = _python_server(
-                stack, "cloudbuild", "emulators.cloudbuild", ["--queued-seconds", "0.2"], grpc
-            )
-            checks.append(("cloudbuild", _health(stack.hosts["cloudbuild"]), started))
-        if vertex:
-            started = _python_server(
-                stack,
-                "vertex",
-                "emulators.vertex",
-                ["--queued-seconds", "0.1", "--pending-seconds", "0.1"],
-                grpc,
-            )
-            checks.append(("vertex", _health(stack.hosts["vertex"]), started))
-        for name, check, started in checks:
-            wait_until(check, f"{name} emulator", 60, started)
-        saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
-        try:
-            yield stack
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        hosts = {name: state.env[e.variable] for e in API_EMULATORS if (name := e.name) in state.components}
+        if "storage" in state.components:
+            hosts["storage"] = state.env["STORAGE_EMULATOR_HOST"].removeprefix("http://")
+        api_stack = ApiStack(root, {**os.environ, **state.env}, state, hosts, dict(state.grpc_hosts))
+        with applied_env(state.env):
+            yield api_stack
     finally:
-        for started in reversed(stack.started):
-            stop_group(started.pid)
-
-
-def _health(host: str) -> Callable[[], bool]:
-    return lambda: http_ok(f"http://{host}/_emulator/health")
+        stack.down(progress=lambda _line: None)
 
 
 def tarball(source: Path) -> bytes:

@@ -9,7 +9,6 @@ through the service URL, read the outcome back through the unmodified
 from __future__ import annotations
 
 import io
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,9 +22,7 @@ from google.cloud.devtools import cloudbuild_v1
 
 from emulators.loadgen import run_load
 from emulators.registry import LocalRegistry
-from emulators.run.launch import RunEmulator, start_run_emulator
 from shared import clients
-from shared.clients import monitoring_emulator_client
 from tests.integration.api_emulators import PROJECT, ROOT, ApiStack, fast_polling, running, tarball, upload
 
 pytestmark = pytest.mark.integration
@@ -45,7 +42,6 @@ LATENCIES = "run.googleapis.com/request_latencies"
 @dataclass
 class Canary:
     stack: ApiStack
-    run: RunEmulator
     services: Any
     revisions: Any
     monitoring: Any
@@ -65,28 +61,18 @@ def _model_bytes() -> bytes:
 @pytest.fixture(scope="module")
 def canary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Canary]:
     root = tmp_path_factory.mktemp("canary")
-    with running(root, storage=True, cloudbuild=True) as stack:
+    with running(root, storage=True, cloudbuild=True, run=True) as stack:
         upload("canary-models", "v1/model.joblib", _model_bytes())
-        emulator = start_run_emulator(root, PROJECT, stack.env, ["--metrics-delay", "0.5"])
-        saved = {key: os.environ.get(key) for key in emulator.env()}
-        os.environ.update(emulator.env())
-        clients.reset()
+        clients.reset()  # the clients read RUN_EMULATOR_HOST / MONITORING_EMULATOR_HOST now set
         try:
             yield Canary(
                 stack=stack,
-                run=emulator,
                 services=clients.run_services(),
                 revisions=clients.run_revisions(),
-                monitoring=monitoring_emulator_client(emulator.monitoring_host),
+                monitoring=clients.monitoring(),
             )
         finally:
             clients.reset()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            emulator.stop()
 
 
 def _build_server_image(stack: ApiStack) -> None:

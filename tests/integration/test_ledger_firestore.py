@@ -1,7 +1,7 @@
 """The ledger contract against :class:`shared.ledger.FirestoreLedger` on the real Firestore emulator.
 
-One emulator per module (started with the Cloud CLI's own launcher, stopped by process group); each test
-gets its own collection prefix, so tests do not see each other's documents.
+One emulator per module (the project's stack with just Firestore: the Cloud CLI's own launcher, stopped by
+process group); each test gets its own collection prefix, so tests do not see each other's documents.
 """
 
 from __future__ import annotations
@@ -14,35 +14,28 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
-from emulators import _proc, official
+from emulators.stack import Stack, applied_env
 from shared.ledger import FirestoreLedger, Ledger, StepStatus
 from tests.ledger_contract import FakeClock, LedgerContract
 
 pytestmark = pytest.mark.integration
 
-HOST = "127.0.0.1"
 PROJECT = "ledger-contract-test"
 
 
 @pytest.fixture(scope="module")
 def firestore_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[firestore.Client]:
+    stack = Stack(tmp_path_factory.mktemp("firestore"), project=PROJECT, components=["firestore"])
+    state = stack.up(progress=lambda _line: None)
     try:
-        official.firestore_launcher()
-        official.require_java()
-    except _proc.StackError as error:
-        pytest.skip(f"Firestore emulator not installed: {error}")
-    port = _proc.free_port(HOST)
-    started = official.start_firestore(HOST, port, PROJECT, tmp_path_factory.mktemp("firestore-logs"))
-    try:
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("FIRESTORE_EMULATOR_HOST", f"{HOST}:{port}")
+        with applied_env(state.env):
             client = firestore.Client(project=PROJECT, credentials=AnonymousCredentials())
             try:
                 yield client
             finally:
                 client.close()
     finally:
-        _proc.stop_group(started.pid)
+        stack.down(progress=lambda _line: None)
 
 
 class TestFirestoreLedger(LedgerContract):
