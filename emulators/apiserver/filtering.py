@@ -13,10 +13,10 @@ import datetime as dt
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from emulators.apiserver.errors import invalid
+from emulators.apiserver.errors import ApiError, invalid
+from emulators.apiserver.tokens import TokenCursor
 
 _TOKEN = re.compile(
     r"""\s*(?:(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op><=|>=|!=|=|<|>|:)|(?P<paren>[()])"""
@@ -25,51 +25,15 @@ _TOKEN = re.compile(
 _OPS = ("=", "!=", "<", "<=", ">", ">=", ":")
 
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str  # string, op, paren, minus, word
-    text: str
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    position = 0
-    while position < len(text):
-        if text[position:].strip() == "":
-            break
-        found = _TOKEN.match(text, position)
-        if found is None or found.end() == position:
-            raise invalid(f'invalid filter "{text}": unexpected text at position {position}')
-        kind = found.lastgroup or "word"
-        value = found.group(kind)
-        if kind == "string":
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        tokens.append(_Token(kind, value))
-        position = found.end()
-    return tokens
-
-
 Predicate = Callable[[Mapping[str, Any]], bool]
 
 
-class _Parser:
+class _Parser(TokenCursor):
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = _tokenize(text)
-        self.index = 0
+        super().__init__(text, _TOKEN)
 
-    def error(self, what: str) -> Exception:
-        return invalid(f'invalid filter "{self.text}": {what}')
-
-    def peek(self) -> _Token | None:
-        return self.tokens[self.index] if self.index < len(self.tokens) else None
-
-    def take(self) -> _Token:
-        token = self.peek()
-        if token is None:
-            raise self.error("unexpected end")
-        self.index += 1
-        return token
+    def error(self, why: str) -> ApiError:
+        return invalid(f'invalid filter "{self.text}": {why}')
 
     def is_word(self, word: str) -> bool:
         token = self.peek()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from emulators.apiserver.errors import ApiError, invalid
+from emulators.apiserver.tokens import Token, TokenCursor
 from emulators.monitoring.store import SeriesKey
 
 _TOKEN = re.compile(
@@ -26,30 +27,6 @@ Predicate = Callable[[SeriesKey, str], bool]  # (series, project id) → matches
 Matcher = Callable[[str], bool]
 
 _FUNCTIONS = {"starts_with", "ends_with", "has_substring", "one_of", "monitoring.regex.full_match"}
-
-
-@dataclass(frozen=True)
-class _Token:
-    kind: str
-    text: str
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    position = 0
-    while position < len(text):
-        if not text[position:].strip():
-            break
-        found = _TOKEN.match(text, position)
-        if found is None or found.end() == position:
-            raise invalid(f"The filter {text!r} is invalid: unexpected text at position {position}.")
-        kind = found.lastgroup or "word"
-        value = found.group(kind)
-        if kind == "string":
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        tokens.append(_Token(kind, value))
-        position = found.end()
-    return tokens
 
 
 @dataclass
@@ -84,25 +61,16 @@ def _valid_selector(selector: str) -> bool:
     return bool(re.fullmatch(r"(?:metric|resource)\.labels?\.[A-Za-z_][A-Za-z0-9_]*", selector))
 
 
-class _Parser:
+class _Parser(TokenCursor):
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = _tokenize(text)
-        self.index = 0
+        super().__init__(text, _TOKEN)
         self.metric_types: set[str] = set()
 
     def error(self, why: str) -> ApiError:
         return invalid(f"The filter {self.text!r} is invalid: {why}.")
 
-    def peek(self) -> _Token | None:
-        return self.tokens[self.index] if self.index < len(self.tokens) else None
-
-    def take(self) -> _Token:
-        token = self.peek()
-        if token is None:
-            raise self.error("unexpected end of filter")
-        self.index += 1
-        return token
+    def take(self, end_message: str = "unexpected end of filter") -> Token:
+        return super().take(end_message)
 
     def keyword(self, word: str) -> bool:
         token = self.peek()
