@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,19 +111,27 @@ def start_process(
     cwd: Path | None = None,
 ) -> Started:
     """Start ``argv`` detached in its own session (its own process group), output to ``log_dir/NAME.log``."""
-    log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
+    process = spawn(argv, log_path, env=env, cwd=cwd)
+    return Started(name=name, pid=process.pid, log_path=log_path)
+
+
+def spawn(
+    argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session (its own process group, so it is stopped with all its children),
+    stdin closed, stdout and stderr appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=dict(env) if env is not None else None,
             cwd=str(cwd) if cwd else None,
             start_new_session=True,
         )
-    return Started(name=name, pid=process.pid, log_path=log_path)
 
 
 def wait_until(

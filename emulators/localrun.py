@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulators._proc import spawn
 from emulators.registry import ImageRecord
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -165,22 +166,12 @@ class LocalProcess:
         self._cancelled = threading.Event()
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            try:
-                self._process = subprocess.Popen(
-                    self.invocation.argv,
-                    cwd=str(self.invocation.cwd),
-                    env=self.invocation.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except OSError as error:
-                raise RunError(
-                    f"cannot start {self.invocation.argv[0]!r}: {error.strerror or error}"
-                ) from error
+        try:
+            self._process = spawn(
+                self.invocation.argv, self.log_path, env=self.invocation.env, cwd=self.invocation.cwd
+            )
+        except OSError as error:
+            raise RunError(f"cannot start {self.invocation.argv[0]!r}: {error.strerror or error}") from error
         with LocalProcess._live_lock:
             LocalProcess._live.add(self._process.pid)
 

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators._proc import stop_group
+from emulators._proc import spawn, stop_group
 from emulators.localrun import Invocation, log_tail
 from emulators.run.router import port_accepts
 
@@ -45,18 +45,11 @@ class RevisionProcess:
         return self._process.pid if self._process is not None else None
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.log_path, "ab") as log_file:
+        with self._lock:
             if self._stopped.is_set():
                 raise RuntimeError(f"revision {self.name} was stopped before it started")
-            self._process = subprocess.Popen(
-                self.invocation.argv,
-                cwd=str(self.invocation.cwd),
-                env=self.invocation.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            self._process = spawn(
+                self.invocation.argv, self.log_path, env=self.invocation.env, cwd=self.invocation.cwd
             )
         log.info("revision %s started as pid %s on port %s", self.name, self._process.pid, self.port)
 
