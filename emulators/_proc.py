@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class StackError(RuntimeError):
@@ -159,6 +160,18 @@ def wait_until(
         time.sleep(interval)
     tail = f"; last log lines:\n{log_tail(started.log_path)}" if started else ""
     raise StackError(f"{what} was not ready after {timeout:.0f}s{tail}")
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Poll ``check`` until it returns something truthy and return that; :class:`TimeoutError` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
 
 
 def log_tail(path: Path, lines: int = 15) -> str:

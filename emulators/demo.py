@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from emulators._proc import group_alive
+from emulators._proc import group_alive, wait_for
 from emulators.stack import ROOT, Stack, applied_env
 
 Check = Callable[[], Any]
@@ -31,16 +31,6 @@ Check = Callable[[], Any]
 
 def _say(message: str) -> None:
     print(message, flush=True)
-
-
-def _wait_for(what: str, check: Check, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _sink(env: dict[str, str], prefix: str = "/hook/") -> list[dict[str, Any]]:
@@ -100,7 +90,7 @@ def _scenario(env: dict[str, str], project: str) -> None:
         },
     )
     publisher.publish(topic, built)
-    records = _wait_for("slack + audit deliveries", lambda: len(_sink(env)) >= 2 and _sink(env))
+    records = wait_for("slack + audit deliveries", lambda: len(_sink(env)) >= 2 and _sink(env))
     for record in records:
         _say(f"    sink {record['path']:<12} ← {json.dumps(record['body'], ensure_ascii=False)[:90]}…")
     _say("    (platform-chat filtered it out: it takes build.* only from warning up)")
@@ -123,14 +113,14 @@ def _scenario(env: dict[str, str], project: str) -> None:
         },
     )
     publisher.publish(topic, failed)
-    _wait_for("three more deliveries", lambda: len(_sink(env)) >= 5)
+    wait_for("three more deliveries", lambda: len(_sink(env)) >= 5)
     for record in _sink(env)[2:]:
         _say(f"    sink {record['path']:<12} ← {str(record['body'].get('text', ''))[:80]!r}")
 
     _say("▶ 4. a malformed message → recorded in the ledger, acknowledged, never lost")
     raw = PublisherClient()
     raw.publish(raw.topic_path(project, topic), b"{not json", type="notification").result(timeout=30)
-    rejected = _wait_for("the rejected-event record", lambda: ledger.list_rejected(limit=5))
+    rejected = wait_for("the rejected-event record", lambda: ledger.list_rejected(limit=5))
     for record in rejected:
         _say(f"    rejected {record.event_id}: {record.reason}: {'; '.join(record.problems)}")
 
@@ -138,7 +128,7 @@ def _scenario(env: dict[str, str], project: str) -> None:
     _canary(env, project, config.region, run_id, model_uri, publisher, topic)
 
     _say(f"▶ 11. the run ledger for {run_id}")
-    run = _wait_for("the run record", lambda: (r := ledger.get_run(run_id)) and len(r.steps) >= 4 and r)
+    run = wait_for("the run record", lambda: (r := ledger.get_run(run_id)) and len(r.steps) >= 4 and r)
     for step in run.steps:
         _say(f"    {step.started_at:%H:%M:%S}  {step.name:<45} {step.status.value}")
 
@@ -279,7 +269,7 @@ def _build_train_register(
             event_id=f"{run_id}:model:{second.model_version_id}",
         ),
     )
-    _wait_for("the model announcement", lambda: len(_sink(env)) >= 7)
+    wait_for("the model announcement", lambda: len(_sink(env)) >= 7)
     _say(f"    sink /hook/slack  ← {_sink(env, '/hook/slack')[-1]['body']['text'].splitlines()[0]!r}")
     return f"{output}/model/"
 
@@ -404,7 +394,7 @@ def _canary(
             )
         return result
 
-    by_revision = _wait_for(
+    by_revision = wait_for(
         "the metrics to be reported",
         lambda: (c := counts()) and sum(sum(v.values()) for v in c.values()) >= 1000 and c,
     )
@@ -448,7 +438,7 @@ def _canary(
             event_id=f"{run_id}:rollback:{candidate}",
         ),
     )
-    _wait_for(
+    wait_for(
         "the rollback announcement on chat",
         lambda: any("rolled back" in str(r["body"]) for r in _sink(env, "/hook/chat")),
     )

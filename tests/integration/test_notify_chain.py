@@ -6,12 +6,12 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 
+from emulators._proc import wait_for
 from shared import clients
 from shared.config import load_config
 from shared.events import new_envelope
@@ -21,16 +21,6 @@ from tests.helpers import push_envelope
 from tests.integration.conftest import HERE, LiveStack
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
