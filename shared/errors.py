@@ -82,6 +82,13 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, (ConnectionError, TimeoutError, OSError))
 
 
+def is_permanent(error: BaseException) -> bool:
+    """True only for errors that declare redelivery useless (``retryable = False``: invalid events, reused
+    idempotency keys, ...). Anything else, a bug included, is retried and finally dead-lettered, never
+    acknowledged unseen."""
+    return getattr(error, "retryable", None) is False
+
+
 def http_status_for(error: BaseException) -> int:
     """The HTTP status a function answers with for ``error``: 5xx means "retry", 4xx/2xx means "stop"."""
     if isinstance(error, PipelineError):

@@ -3,8 +3,9 @@
 * a :class:`~shared.errors.PermanentError` (or any error whose ``retryable`` is False) is recorded in the
   ledger's rejected events with every problem, logged, and acknowledged (2xx): redelivery cannot help;
 * an event older than ``spec.events.maxAge`` is recorded as ``expired`` and acknowledged;
-* anything else escapes, so functions-framework answers 500 and Pub/Sub redelivers with backoff, then
-  dead-letters after the subscription's maximum delivery attempts. Nothing is dropped silently.
+* anything else (transient errors, and bugs too) escapes, so functions-framework answers 500 and Pub/Sub
+  redelivers with backoff, then dead-letters after the subscription's maximum delivery attempts. Nothing is
+  dropped silently.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from shared import log
-from shared.errors import ExpiredEvent, is_transient
+from shared.errors import ExpiredEvent, is_permanent, is_transient
 from shared.events import CloudEventInfo, InvalidEvent, PubSubMessage, pubsub_message
 from shared.runtime import Runtime, get_runtime
 
@@ -63,9 +64,10 @@ def run_pubsub(function_name: str, event: Any, handle: PubSubHandler) -> str:
         check_age(message.publish_time or info.time, runtime)
         handle(message, runtime)
     except Exception as error:
-        if is_transient(error):
-            log.warning(
-                "transient failure, the event will be redelivered",
+        if not is_permanent(error):
+            log.log(
+                "WARNING" if is_transient(error) else "ERROR",
+                "failure, the event will be redelivered (then dead-lettered)",
                 function=function_name,
                 event_id=event_id,
                 error=f"{type(error).__name__}: {error}",
