@@ -262,17 +262,18 @@ class RunService:
             "UpdateService": (run_v2.UpdateServiceRequest, operations_pb2.Operation, self.update_service),
             "DeleteService": (run_v2.DeleteServiceRequest, operations_pb2.Operation, self.delete_service),
         }
-        for name, (request_type, response_type, handler) in services.items():
-            rules = rest_rules(_BaseServicesRestTransport, name)
-            self.server.add_method(SERVICES, name, request_type, response_type, handler, rules)
         revisions: dict[str, tuple[type, type, Callable[[Any], Any]]] = {
             "GetRevision": (run_v2.GetRevisionRequest, run_v2.Revision, self.get_revision),
             "ListRevisions": (run_v2.ListRevisionsRequest, run_v2.ListRevisionsResponse, self.list_revisions),
             "DeleteRevision": (run_v2.DeleteRevisionRequest, operations_pb2.Operation, self.delete_revision),
         }
-        for name, (request_type, response_type, handler) in revisions.items():
-            rules = rest_rules(_BaseRevisionsRestTransport, name)
-            self.server.add_method(REVISIONS, name, request_type, response_type, handler, rules)
+        for service, transport, methods in (
+            (SERVICES, _BaseServicesRestTransport, services),
+            (REVISIONS, _BaseRevisionsRestTransport, revisions),
+        ):
+            for name, (request_type, response_type, handler) in methods.items():
+                rules = rest_rules(transport, name)
+                self.server.add_method(service, name, request_type, response_type, handler, rules)
         self.server.add_operations(("v2",))
         self.server.add_unimplemented(SERVICES, _BaseServicesRestTransport, set(services), "Cloud Run")
         self.server.on_reset(self.reset)
