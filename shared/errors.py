@@ -1,16 +1,36 @@
-"""Errors that carry the retry decision.
+"""One error model: every error this project raises on purpose says whether a retry can help.
 
-A handler raises :class:`PermanentError` when the same input can never succeed (bad payload, validation,
-a reused idempotency key): the event is recorded and acknowledged, so the retry machinery stops.
-It raises :class:`TransientError` (or lets a transient Google API error escape) when a later attempt
-may succeed: the event is redelivered.
+* :class:`PermanentError` — the same input can never succeed (bad payload, validation, a reused idempotency
+  key, a bad signature). The event is recorded in the ledger's ``rejected`` collection with its
+  :class:`RejectionReason` and acknowledged, so the retry machinery stops.
+* :class:`TransientError` — a later attempt may succeed (rate limit, unavailable dependency, a lease held by
+  another delivery, a lost optimistic race). The event is redelivered.
+
+Google API errors are classified by :func:`is_transient`. Anything else (a bug) is neither: it is retried and
+finally dead-lettered, never acknowledged unseen.
+
+``http_status`` is what an HTTP-triggered function answers (``shared.function.run_http``): 4xx stops a webhook
+sender's retries, 5xx asks for one. Pub/Sub-triggered functions always acknowledge a permanent error with 2xx
+after recording it (on a push subscription any non-2xx is a retry).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 from google.api_core import exceptions as google_exceptions
+
+
+class RejectionReason(enum.StrEnum):
+    """Why an event was acknowledged without being handled (the ``reason`` of a ``rejected`` record)."""
+
+    INVALID = "invalid"  # the payload cannot be understood; ``problems`` lists every bad field
+    EXPIRED = "expired"  # older than spec.events.maxAge (or published implausibly far in the future)
+    UNAUTHORIZED = "unauthorized"  # a signature or token did not verify
+    KEY_REUSE = "key_reuse"  # an idempotency key came back with a different payload
+    CONFIG = "config"  # the pipeline configuration cannot handle this event
+    REFUSED = "refused"  # the domain refused it on purpose (e.g. a template that fails on this event)
 
 
 class PipelineError(Exception):
@@ -25,22 +45,43 @@ class PermanentError(PipelineError):
 
     http_status = 400
     retryable = False
+    reason = RejectionReason.REFUSED
 
     def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
-        self.problems = list(problems)
+        self.problems = list(problems) or [message]
         super().__init__(message)
+
+
+class InvalidInput(PermanentError):
+    """A payload (event, request body, file) that cannot be understood; ``problems`` names every field."""
+
+    reason = RejectionReason.INVALID
+
+    def __init__(self, what: str, problems: Iterable[str]) -> None:
+        self.what = what
+        items = list(problems)
+        super().__init__(f"invalid {what}: " + "; ".join(items), items)
 
 
 class Unauthorized(PermanentError):
     """The caller could not be verified (bad or missing signature/token)."""
 
     http_status = 401
+    reason = RejectionReason.UNAUTHORIZED
 
 
 class ConfigError(PermanentError):
     """The pipeline configuration is invalid; the message names the file and the fields."""
 
     http_status = 500
+    reason = RejectionReason.CONFIG
+
+
+class ExpiredEvent(PermanentError):
+    """The event is older than the configured maximum age: recorded as expired and acknowledged."""
+
+    http_status = 200
+    reason = RejectionReason.EXPIRED
 
 
 class TransientError(PipelineError):
@@ -50,10 +91,10 @@ class TransientError(PipelineError):
     retryable = True
 
 
-class ExpiredEvent(PermanentError):
-    """The event is older than the configured maximum age: recorded as expired and acknowledged."""
+class DeadlineExceeded(TransientError):
+    """The invocation's time budget ran out before the work finished; the event is redelivered."""
 
-    http_status = 200
+    http_status = 503
 
 
 _TRANSIENT_GOOGLE = (
@@ -71,9 +112,6 @@ def is_transient(error: BaseException) -> bool:
     """True when retrying the same call later may succeed."""
     if isinstance(error, PipelineError):
         return error.retryable
-    retryable = getattr(error, "retryable", None)  # e.g. the ledger's errors carry their own decision
-    if isinstance(retryable, bool):
-        return retryable
     if isinstance(error, _TRANSIENT_GOOGLE):
         return True
     if isinstance(error, google_exceptions.GoogleAPICallError):
@@ -83,17 +121,18 @@ def is_transient(error: BaseException) -> bool:
 
 
 def is_permanent(error: BaseException) -> bool:
-    """True only for errors that declare redelivery useless (``retryable = False``: invalid events, reused
-    idempotency keys, ...). Anything else, a bug included, is retried and finally dead-lettered, never
-    acknowledged unseen."""
-    return getattr(error, "retryable", None) is False
+    """True only for a :class:`PermanentError`: redelivery is useless. Anything else, a bug included, is
+    retried and finally dead-lettered, never acknowledged unseen."""
+    return isinstance(error, PermanentError)
+
+
+def rejection_reason(error: BaseException) -> RejectionReason:
+    """The ``rejected`` record's reason for a permanent error."""
+    return error.reason if isinstance(error, PermanentError) else RejectionReason.REFUSED
 
 
 def http_status_for(error: BaseException) -> int:
-    """The HTTP status a function answers with for ``error``: 5xx means "retry", 4xx/2xx means "stop"."""
+    """The HTTP status an HTTP function answers with for ``error``: 5xx means "retry", 4xx/2xx means "stop"."""
     if isinstance(error, PipelineError):
         return error.http_status
-    status = getattr(error, "http_status", None)
-    if isinstance(status, int):
-        return status
-    return 503 if is_transient(error) else 400
+    return 503 if is_transient(error) else 500

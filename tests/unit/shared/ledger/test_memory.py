@@ -7,12 +7,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared.ledger import InMemoryLedger, Ledger, canonical_json, payload_hash
-from tests.ledger_contract import FakeClock, LedgerContract
+from tests.contract.ledger import FakeClock, LedgerContract
+from tests.contract.ledger_input import LedgerInputContract
 
 pytestmark = pytest.mark.unit
 
 
-class TestInMemoryLedger(LedgerContract):
+class TestInMemoryLedger(LedgerContract, LedgerInputContract):
     @pytest.fixture
     def ledger(self, clock: FakeClock) -> Ledger:
         return InMemoryLedger(clock=clock)

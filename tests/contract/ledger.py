@@ -1,8 +1,10 @@
-"""The behaviour every :class:`shared.ledger.Ledger` implementation must show.
+"""The behaviour every :class:`shared.ledger.Ledger` must show, as :mod:`shared.ledger.protocol` specifies.
 
-A concrete test module subclasses :class:`LedgerContract` (its name starting with ``Test``) and overrides
-the ``ledger`` fixture, building the implementation with the ``clock`` fixture so that tests move time
-forward without sleeping.
+A concrete test module subclasses :class:`LedgerContract` and
+:class:`tests.contract.ledger_input.LedgerInputContract` (hostile input, limits, timeouts) in one class whose
+name starts with ``Test``, and overrides the ``ledger`` fixture, building the implementation with the
+``clock`` fixture so that tests move time forward without sleeping. ``tests/unit/shared/ledger`` runs it
+against the in-memory ledger, ``tests/integration/shared/ledger`` against Firestore on its emulator.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from typing import TypeVar
 
 import pytest
 
+from shared.errors import RejectionReason, is_permanent
 from shared.ledger import (
-    MAX_REJECTED_PAYLOAD_CHARS,
+    MAX_NAME_BYTES,
+    MAX_REJECTED_PAYLOAD_BYTES,
     ClaimStatus,
+    InvalidLedgerInput,
     KeyReuseError,
     LeaseLostError,
     Ledger,
@@ -116,7 +121,7 @@ class LedgerContract:
 
         assert "gs://bucket/model.pkl#17" in str(raised.value)
         assert raised.value.key == "gs://bucket/model.pkl#17"
-        assert raised.value.retryable is False
+        assert is_permanent(raised.value) and raised.value.reason is RejectionReason.KEY_REUSE
 
     def test_key_reuse_is_refused_after_completion_too(self, ledger: Ledger) -> None:
         claim = ledger.claim("k", H1, LEASE, TTL)
@@ -279,7 +284,10 @@ class LedgerContract:
             "..",
             "__reserved__",
             "spaces and ünïcödé ✓",
+            "nul\x00inside",
+            "tab\tand\nnewline",
             "x" * 2000,
+            "𝄞" * (MAX_NAME_BYTES // 4 - 1) + "abc",  # with the neighbour's "/": exactly at the limit
         ],
     )
     def test_keys_with_awkward_characters(self, ledger: Ledger, key: str) -> None:
@@ -295,9 +303,11 @@ class LedgerContract:
         assert ledger.claim(key, H1, LEASE, TTL).result == {"key": key}
 
     def test_claim_arguments_are_validated(self, ledger: Ledger) -> None:
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidLedgerInput):
             ledger.claim("", H1, LEASE, TTL)
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidLedgerInput):
+            ledger.claim("k", "", LEASE, TTL)
+        with pytest.raises(ValueError):  # a caller's bug, not an input that arrived
             ledger.claim("k", H1, 0, TTL)
         with pytest.raises(ValueError):
             ledger.claim("k", H1, LEASE, -1)
@@ -461,6 +471,58 @@ class LedgerContract:
         shared = run.step("shared-step")
         assert shared is not None and shared.status is StepStatus.STARTED and len(shared.detail) == 1
 
+    def test_twenty_different_steps_recorded_at_once_on_one_run_all_survive(self, ledger: Ledger) -> None:
+        ledger.start_run("run-1", {})
+
+        recorded = run_concurrently(
+            20, lambda i: ledger.record_step("run-1", f"notify-{i:02d}", StepStatus.SUCCEEDED, {"i": i})
+        )
+
+        run = ledger.get_run("run-1")
+        assert run is not None and len(run.steps) == 20
+        assert {step.name: step.detail for step in run.steps} == {
+            f"notify-{i:02d}": {"i": i} for i in range(20)
+        }
+        assert {step.name for step in recorded} == {step.name for step in run.steps}
+
+    def test_step_names_are_exact_never_cut(self, ledger: Ledger) -> None:
+        ledger.start_run("run-1", {})
+        long_safe = "n" * 300  # past the length kept readable in a document id
+        long_unsafe = "event/" + "x" * 100  # past the readable prefix of a hashed document id
+        names = [
+            "nightly-retrain-2026-11-01",
+            "nightly-retrain-2026-11-02",
+            long_safe + "1",
+            long_safe + "2",
+            long_unsafe + "1",
+            long_unsafe + "2",
+            "é" * (MAX_NAME_BYTES // 2),  # exactly at the limit
+        ]
+        for name in names:
+            ledger.record_step("run-1", name, StepStatus.SUCCEEDED, {"name": name})
+
+        run = ledger.get_run("run-1")
+
+        assert run is not None
+        assert sorted(step.name for step in run.steps) == sorted(names)
+        assert all(step.detail == {"name": step.name} for step in run.steps)
+
+    @pytest.mark.parametrize(
+        "run_id", ["/", ".", "..", "__x__", "a\x00b", "r" * 300, "é" * (MAX_NAME_BYTES // 2 - 1) + "a"]
+    )
+    def test_run_ids_with_awkward_characters_are_kept_exactly(self, ledger: Ledger, run_id: str) -> None:
+        ledger.start_run(run_id, {"id": run_id})
+        ledger.record_step(run_id, "build", StepStatus.STARTED)
+        ledger.start_run(run_id + "/", {"id": run_id + "/"})  # a neighbour that must stay apart
+
+        run = ledger.get_run(run_id)
+        finished = ledger.finish_run(run_id, RunStatus.SUCCEEDED)
+
+        assert run is not None and run.run_id == run_id and run.cause == {"id": run_id}
+        assert [step.name for step in run.steps] == ["build"]
+        assert finished.run_id == run_id and [step.name for step in finished.steps] == ["build"]
+        assert {r.run_id for r in ledger.list_runs()} == {run_id, run_id + "/"}
+
     def test_record_step_on_an_unknown_run_is_refused(self, ledger: Ledger) -> None:
         with pytest.raises(RunNotFoundError):
             ledger.record_step("nope", "build", StepStatus.STARTED)
@@ -548,12 +610,12 @@ class LedgerContract:
         assert [event.reason for event in ledger.list_rejected(limit=1)] == ["key_reuse"]
 
     def test_oversized_rejected_payload_is_kept_truncated(self, ledger: Ledger) -> None:
-        payload = {"blob": "x" * (MAX_REJECTED_PAYLOAD_CHARS + 10)}
+        payload = {"blob": "x" * (MAX_REJECTED_PAYLOAD_BYTES + 10)}
 
         assert ledger.record_rejected("big", "invalid", ["too large"], "storage", payload) is True
 
         [event] = ledger.list_rejected()
         assert event.payload_truncated is True
         assert isinstance(event.payload, str)
-        assert len(event.payload) == MAX_REJECTED_PAYLOAD_CHARS
+        assert len(event.payload) == MAX_REJECTED_PAYLOAD_BYTES
         assert event.payload.startswith('{"blob":"xxx')

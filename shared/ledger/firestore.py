@@ -1,0 +1,587 @@
+"""The ledger in Firestore (or its emulator): how it realises :mod:`shared.ledger.protocol`.
+
+Layout (``prefix`` isolates tests and deployments)::
+
+    {prefix}idempotency/{sha256(key)}                   idempotency records
+    {prefix}runs/{doc_id(run_id)}                       runs
+    {prefix}runs/{doc_id(run_id)}/steps/{doc_id(step)}  one document per step
+    {prefix}rejected/{sha256(event_id)}                 rejected events
+
+Document ids are bounded and never refused, whatever the name (:func:`shared.ledger.rules.doc_id`: a safe
+run id or step name is its own id, anything else a readable prefix, ``~`` and its sha256); the name itself is
+kept exactly in a field. Steps are their own documents so that the steps of one run never contend: recording
+a step reads the run (only when the step is new, to refuse an unknown run) and never writes it, and
+:meth:`FirestoreLedger.get_run` assembles the run from its step documents.
+
+Caller objects (``result``, ``cause``, ``detail``, a rejected ``payload``) are stored as canonical JSON text
+(``result_json``, ``cause_json``, ``detail_json``, ``payload_text`` with ``payload_is_json``), so they
+round-trip exactly (Firestore maps refuse arrays of arrays, for one). ``labels`` is a native map, for queries.
+
+Concurrency: no transactions (a contended one costs seconds on the emulator). A claim is create-if-absent;
+every change to an existing document is an update conditioned on the ``update_time`` just read, and the
+loser of a race reads again and decides again (at most :data:`MAX_OPTIMISTIC_ROUNDS` times).
+
+Time: each method has one budget (its ``timeout``, or the ledger's :data:`DEFAULT_TIMEOUT_SECONDS`) and every
+Firestore call gets what is left of it, with the client's own retry switched off: that retry waits out an
+outage for minutes. A transient failure (unavailable, aborted, ...) re-runs the read-decide-write round after
+a short jittered pause while time remains; then :class:`~shared.ledger.errors.LedgerTimeoutError`.
+
+``list_runs(status=...)`` needs a composite index on ``runs``: ``status`` ascending, ``started_at``
+descending.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from google.api_core import exceptions as api_exceptions
+
+from shared.errors import is_transient
+from shared.ledger import rules
+from shared.ledger.errors import LedgerContentionError, LedgerTimeoutError, RunNotFoundError
+from shared.ledger.model import (
+    Claim,
+    Clock,
+    IdempotencyRecord,
+    JsonObject,
+    RecordState,
+    RejectedEvent,
+    Run,
+    RunStatus,
+    Step,
+    StepStatus,
+    canonical_json,
+)
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+    from google.cloud.firestore_v1.base_document import DocumentSnapshot
+    from google.cloud.firestore_v1.collection import CollectionReference
+    from google.cloud.firestore_v1.document import DocumentReference
+    from google.cloud.firestore_v1.query import Query
+
+    _Snapshot = DocumentSnapshot[DocumentReference]
+
+T = TypeVar("T")
+
+#: A method's time budget when the caller gives none: long enough for a few optimistic rounds on a slow
+#: day, short enough to fit inside a Pub/Sub ack deadline.
+DEFAULT_TIMEOUT_SECONDS = 10.0
+#: Optimistic-concurrency rounds (read, decide, conditional write) before giving up with a transient error.
+MAX_OPTIMISTIC_ROUNDS = 16
+#: Pauses between attempts after a transient failure: full jitter, doubling from the first up to the cap.
+FIRST_PAUSE_SECONDS = 0.05
+MAX_PAUSE_SECONDS = 1.0
+
+_CONFLICT = (api_exceptions.Conflict, api_exceptions.AlreadyExists)
+_LOST_RACE = (api_exceptions.FailedPrecondition, api_exceptions.NotFound)
+_DESCENDING = "DESCENDING"
+_PREFIX = re.compile(r"[A-Za-z0-9_.\-]*")
+_STEPS = "steps"
+
+
+class _Again(enum.Enum):
+    """What a round returns when it lost an optimistic race: read again and decide again."""
+
+    AGAIN = "again"
+
+
+_AGAIN = _Again.AGAIN
+
+
+class _Budget:
+    """One method's time budget; :meth:`left` is the timeout for its next Firestore call."""
+
+    def __init__(self, what: str, seconds: float) -> None:
+        self.what = what
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self._end - time.monotonic()
+
+    def left(self) -> float:
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise LedgerTimeoutError(f"{self.what}: no time left of its {self.seconds:g}s timeout")
+        return remaining
+
+
+def _is_backend_failure(error: Exception) -> bool:
+    """A failure of the store or the network that a later attempt may not see (503, aborted, deadline...)."""
+    if isinstance(error, api_exceptions.GoogleAPICallError):
+        return is_transient(error)
+    from google.auth import exceptions as auth_exceptions
+
+    return isinstance(error, auth_exceptions.TransportError)
+
+
+class FirestoreLedger:
+    """A :class:`~shared.ledger.protocol.Ledger` in Firestore: create-if-absent and conditional updates.
+
+    ``client`` is a ``google.cloud.firestore.Client`` built by the caller; ``prefix`` is prepended to every
+    top-level collection name; ``timeout`` is the default budget of each method (seconds).
+    """
+
+    def __init__(
+        self,
+        client: firestore.Client,
+        prefix: str = "",
+        clock: Clock = rules.utc_now,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError(f"collection prefix {prefix!r} may only contain letters, digits, '_', '.', '-'")
+        rules.check_positive("timeout", timeout)
+        self._client = client
+        self._prefix = prefix
+        self._clock = clock
+        self._timeout = timeout
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    def _now(self) -> datetime:
+        return rules.clock_now(self._clock)
+
+    def _collection(self, name: str) -> CollectionReference:
+        return self._client.collection(f"{self._prefix}{name}")
+
+    def _record_ref(self, key: str) -> DocumentReference:
+        return self._collection("idempotency").document(rules.digest(key))
+
+    def _run_ref(self, run_id: str) -> DocumentReference:
+        return self._collection("runs").document(rules.doc_id(run_id))
+
+    def _precondition(self, snapshot: _Snapshot) -> Any:
+        return self._client.write_option(last_update_time=snapshot.update_time)
+
+    def _within(self, what: str, timeout: float | None, attempt: Callable[[_Budget], T | _Again]) -> T:
+        """Run ``attempt`` (one read-decide-write round) until it returns an answer, inside one budget."""
+        budget = _Budget(what, self._timeout if timeout is None else timeout)
+        races = failures = 0
+        while True:
+            budget.left()
+            try:
+                outcome = attempt(budget)
+            except Exception as error:
+                if not _is_backend_failure(error):
+                    raise
+                failures += 1
+                pause = random.uniform(0, min(MAX_PAUSE_SECONDS, FIRST_PAUSE_SECONDS * 2 ** (failures - 1)))
+                if budget.remaining() <= pause:
+                    raise LedgerTimeoutError(
+                        f"{what}: Firestore did not answer within {budget.seconds:g}s "
+                        f"({failures} attempt(s); last: {type(error).__name__}: {error})"
+                    ) from error
+                time.sleep(pause)
+                continue
+            if outcome is _AGAIN:
+                races += 1
+                if races >= MAX_OPTIMISTIC_ROUNDS:
+                    raise LedgerContentionError(f"{what}: too much contention, try again later")
+                continue
+            return outcome
+
+    # Idempotency ------------------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        key: str,
+        payload_hash: str,
+        lease_seconds: float,
+        ttl_seconds: float,
+        *,
+        timeout: float | None = None,
+    ) -> Claim:
+        rules.check_claim(key, payload_hash, lease_seconds, ttl_seconds)
+        ref = self._record_ref(key)
+        token = rules.new_token()
+
+        def attempt(budget: _Budget) -> Claim | _Again:
+            snapshot = ref.get(retry=None, timeout=budget.left())
+            current = _record_from(snapshot)
+            if current is not None and current.token == token and current.state is RecordState.IN_PROGRESS:
+                return rules.claimed(current)  # our own write landed although the call reported a failure
+            now = self._now()
+            decision = rules.decide_claim(current, key, payload_hash, now)
+            if isinstance(decision, Claim):
+                return decision
+            record = rules.claim_record(key, payload_hash, token, decision, now, lease_seconds, ttl_seconds)
+            try:
+                if snapshot.exists:
+                    ref.update(
+                        _record_to_doc(record),
+                        option=self._precondition(snapshot),
+                        retry=None,
+                        timeout=budget.left(),
+                    )
+                else:
+                    ref.create(_record_to_doc(record), retry=None, timeout=budget.left())
+            except (*_CONFLICT, *_LOST_RACE):
+                return _AGAIN  # someone else wrote first
+            return rules.claimed(record)
+
+        return self._within("claiming an idempotency key", timeout, attempt)
+
+    def complete(self, key: str, token: str, result: JsonObject, *, timeout: float | None = None) -> None:
+        rules.check_name("idempotency key", key)
+        stored = rules.json_copy("result", result)
+        self._update_record(
+            "completing an idempotency key",
+            key,
+            lambda record, now: rules.completed_record(record, key, token, stored, now),
+            timeout,
+        )
+
+    def release(self, key: str, token: str, *, timeout: float | None = None) -> None:
+        rules.check_name("idempotency key", key)
+        self._update_record(
+            "releasing an idempotency key",
+            key,
+            lambda record, now: rules.released_record(record, key, token, now),
+            timeout,
+        )
+
+    def _update_record(
+        self,
+        what: str,
+        key: str,
+        change: Callable[[IdempotencyRecord | None, datetime], IdempotencyRecord | None],
+        timeout: float | None,
+    ) -> None:
+        ref = self._record_ref(key)
+
+        def attempt(budget: _Budget) -> _Again | None:
+            snapshot = ref.get(retry=None, timeout=budget.left())
+            updated = change(_record_from(snapshot), self._now())
+            if updated is None:
+                return None
+            try:
+                ref.update(
+                    _record_to_doc(updated),
+                    option=self._precondition(snapshot),
+                    retry=None,
+                    timeout=budget.left(),
+                )
+            except _LOST_RACE:
+                return _AGAIN
+            return None
+
+        self._within(what, timeout, attempt)
+
+    def get(self, key: str, *, timeout: float | None = None) -> IdempotencyRecord | None:
+        rules.check_name("idempotency key", key)
+        ref = self._record_ref(key)
+
+        def attempt(budget: _Budget) -> IdempotencyRecord | None:
+            record = _record_from(ref.get(retry=None, timeout=budget.left()))
+            return None if record is None or rules.is_expired(record, self._now()) else record
+
+        return self._within("reading an idempotency key", timeout, attempt)
+
+    # Runs -------------------------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_id: str,
+        cause: JsonObject,
+        labels: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Run:
+        rules.check_name("run id", run_id)
+        stored_cause = rules.json_copy("run cause", cause)
+        stored_labels = rules.check_labels(labels)
+        ref = self._run_ref(run_id)
+
+        def attempt(budget: _Budget) -> Run | _Again:
+            now = self._now()
+            run = Run(run_id, RunStatus.RUNNING, stored_cause, stored_labels, now, now)
+            try:
+                ref.create(_run_to_doc(run), retry=None, timeout=budget.left())
+            except _CONFLICT:
+                snapshot = ref.get(retry=None, timeout=budget.left())
+                # Absent again only if someone deleted it in between: create it again.
+                return self._assemble(snapshot, budget) if snapshot.exists else _AGAIN
+            return run
+
+        return self._within("starting a run", timeout, attempt)
+
+    def record_step(
+        self,
+        run_id: str,
+        step: str,
+        status: StepStatus,
+        detail: JsonObject | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Step:
+        rules.check_name("run id", run_id)
+        rules.check_name("step name", step)
+        stored_detail = None if detail is None else rules.json_copy("step detail", detail)
+        run_ref = self._run_ref(run_id)
+        ref = run_ref.collection(_STEPS).document(rules.doc_id(step))
+
+        def attempt(budget: _Budget) -> Step | _Again:
+            snapshot = ref.get(retry=None, timeout=budget.left())
+            current = _step_from(snapshot)
+            # A step document exists only under a started run, so only a new step needs the run read.
+            if current is None and not run_ref.get(retry=None, timeout=budget.left()).exists:
+                raise RunNotFoundError(run_id)
+            updated = rules.step_after(current, step, status, stored_detail, self._now())
+            if updated is None:
+                assert current is not None  # a first record always changes something
+                return current
+            try:
+                if snapshot.exists:
+                    ref.update(
+                        _step_to_doc(updated),
+                        option=self._precondition(snapshot),
+                        retry=None,
+                        timeout=budget.left(),
+                    )
+                else:
+                    ref.create(_step_to_doc(updated), retry=None, timeout=budget.left())
+            except (*_CONFLICT, *_LOST_RACE):
+                return _AGAIN
+            return updated
+
+        return self._within("recording a step", timeout, attempt)
+
+    def get_run(self, run_id: str, *, timeout: float | None = None) -> Run | None:
+        rules.check_name("run id", run_id)
+        ref = self._run_ref(run_id)
+
+        def attempt(budget: _Budget) -> Run | None:
+            snapshot = ref.get(retry=None, timeout=budget.left())
+            return self._assemble(snapshot, budget) if snapshot.exists else None
+
+        return self._within("reading a run", timeout, attempt)
+
+    def list_runs(
+        self, status: RunStatus | None = None, limit: int = 50, *, timeout: float | None = None
+    ) -> list[Run]:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        if limit <= 0:
+            return []
+        query: Query | CollectionReference = self._collection("runs")
+        if status is not None:
+            query = query.where(filter=FieldFilter("status", "==", status.value))
+        query = query.order_by("started_at", direction=_DESCENDING).limit(limit)
+
+        def attempt(budget: _Budget) -> list[Run]:
+            snapshots = list(query.stream(retry=None, timeout=budget.left()))
+            return [self._assemble(snapshot, budget) for snapshot in snapshots]
+
+        return self._within("listing runs", timeout, attempt)
+
+    def finish_run(self, run_id: str, status: RunStatus, *, timeout: float | None = None) -> Run:
+        rules.check_name("run id", run_id)
+        rules.check_finish(status)
+        ref = self._run_ref(run_id)
+
+        def attempt(budget: _Budget) -> Run | _Again:
+            snapshot = ref.get(retry=None, timeout=budget.left())
+            if not snapshot.exists:
+                raise RunNotFoundError(run_id)
+            current = _run_from_doc(_fields(snapshot), ())
+            updated = rules.finished_run(current, status, self._now())
+            if updated is not None:
+                try:
+                    ref.update(
+                        {
+                            "status": status.value,
+                            "updated_at": updated.updated_at,
+                            "finished_at": updated.finished_at,
+                        },
+                        option=self._precondition(snapshot),
+                        retry=None,
+                        timeout=budget.left(),
+                    )
+                except _LOST_RACE:
+                    return _AGAIN
+            return replace(updated or current, steps=self._steps(ref, budget))
+
+        return self._within("finishing a run", timeout, attempt)
+
+    def _steps(self, run_ref: DocumentReference, budget: _Budget) -> tuple[Step, ...]:
+        docs = run_ref.collection(_STEPS).stream(retry=None, timeout=budget.left())
+        return tuple(sorted((_step_from_doc(_fields(doc)) for doc in docs), key=rules.step_sort_key))
+
+    def _assemble(self, snapshot: _Snapshot, budget: _Budget) -> Run:
+        return _run_from_doc(_fields(snapshot), self._steps(snapshot.reference, budget))
+
+    # Rejected events --------------------------------------------------------------------------------------
+
+    def record_rejected(
+        self,
+        event_id: str,
+        reason: str,
+        problems: Sequence[str],
+        source: str,
+        payload: JsonObject | str,
+        *,
+        timeout: float | None = None,
+    ) -> bool:
+        rules.check_rejected_id(event_id)
+        event, text, is_json = rules.rejected_event(event_id, reason, problems, source, payload, self._now())
+        token = rules.new_token()  # tells our own write, landed before a reported failure, from another's
+        doc = {
+            "event_id": event.event_id,
+            "reason": event.reason,
+            "problems": list(event.problems),
+            "source": event.source,
+            "payload_text": text,
+            "payload_is_json": is_json,
+            "payload_truncated": event.payload_truncated,
+            "recorded_at": event.recorded_at,
+            "token": token,
+        }
+        ref = self._collection("rejected").document(rules.digest(event_id))
+
+        def attempt(budget: _Budget) -> bool:
+            try:
+                ref.create(doc, retry=None, timeout=budget.left())
+            except _CONFLICT:
+                stored = ref.get(retry=None, timeout=budget.left()).to_dict() or {}
+                return bool(stored.get("token") == token)
+            return True
+
+        return self._within("recording a rejected event", timeout, attempt)
+
+    def list_rejected(self, limit: int = 100, *, timeout: float | None = None) -> list[RejectedEvent]:
+        if limit <= 0:
+            return []
+        query = self._collection("rejected").order_by("recorded_at", direction=_DESCENDING).limit(limit)
+
+        def attempt(budget: _Budget) -> list[RejectedEvent]:
+            return [
+                _rejected_from_doc(_fields(doc)) for doc in query.stream(retry=None, timeout=budget.left())
+            ]
+
+        return self._within("listing rejected events", timeout, attempt)
+
+
+# Documents --------------------------------------------------------------------------------------------------
+
+
+def _fields(snapshot: _Snapshot) -> dict[str, Any]:
+    data = snapshot.to_dict()
+    if data is None:
+        raise LookupError(f"document {snapshot.reference.path} does not exist")
+    return data
+
+
+def _record_from(snapshot: _Snapshot) -> IdempotencyRecord | None:
+    return _record_from_doc(_fields(snapshot)) if snapshot.exists else None
+
+
+def _step_from(snapshot: _Snapshot) -> Step | None:
+    return _step_from_doc(_fields(snapshot)) if snapshot.exists else None
+
+
+def _optional_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else rules.as_utc(value)
+
+
+def _record_to_doc(record: IdempotencyRecord) -> dict[str, Any]:
+    return {
+        "key": record.key,
+        "payload_hash": record.payload_hash,
+        "state": record.state.value,
+        "token": record.token,
+        "attempt": record.attempt,
+        "lease_expires_at": record.lease_expires_at,
+        "expires_at": record.expires_at,
+        "ttl_seconds": record.ttl_seconds,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "result_json": None if record.result is None else canonical_json(record.result),
+    }
+
+
+def _record_from_doc(doc: dict[str, Any]) -> IdempotencyRecord:
+    result_json = doc.get("result_json")
+    return IdempotencyRecord(
+        key=str(doc["key"]),
+        payload_hash=str(doc["payload_hash"]),
+        state=RecordState(doc["state"]),
+        token=str(doc["token"]),
+        attempt=int(doc["attempt"]),
+        lease_expires_at=rules.as_utc(doc["lease_expires_at"]),
+        expires_at=rules.as_utc(doc["expires_at"]),
+        ttl_seconds=float(doc["ttl_seconds"]),
+        created_at=rules.as_utc(doc["created_at"]),
+        updated_at=rules.as_utc(doc["updated_at"]),
+        result=None if result_json is None else rules.load_object(str(result_json)),
+    )
+
+
+def _run_to_doc(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "status": run.status.value,
+        "cause_json": canonical_json(run.cause),
+        "labels": dict(run.labels),
+        "started_at": run.started_at,
+        "updated_at": run.updated_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def _run_from_doc(doc: dict[str, Any], steps: tuple[Step, ...]) -> Run:
+    return Run(
+        run_id=str(doc["run_id"]),
+        status=RunStatus(doc["status"]),
+        cause=rules.load_object(str(doc["cause_json"])),
+        labels={str(k): str(v) for k, v in (doc.get("labels") or {}).items()},
+        started_at=rules.as_utc(doc["started_at"]),
+        updated_at=rules.as_utc(doc["updated_at"]),
+        finished_at=_optional_utc(doc.get("finished_at")),
+        steps=steps,
+    )
+
+
+def _step_to_doc(step: Step) -> dict[str, Any]:
+    return {
+        "name": step.name,
+        "status": step.status.value,
+        "started_at": step.started_at,
+        "updated_at": step.updated_at,
+        "finished_at": step.finished_at,
+        "detail_json": canonical_json(step.detail),
+    }
+
+
+def _step_from_doc(doc: dict[str, Any]) -> Step:
+    return Step(
+        name=str(doc["name"]),
+        status=StepStatus(doc["status"]),
+        started_at=rules.as_utc(doc["started_at"]),
+        updated_at=rules.as_utc(doc["updated_at"]),
+        finished_at=_optional_utc(doc.get("finished_at")),
+        detail=rules.load_object(str(doc.get("detail_json") or "{}")),
+    )
+
+
+def _rejected_from_doc(doc: dict[str, Any]) -> RejectedEvent:
+    text = str(doc["payload_text"])
+    return RejectedEvent(
+        event_id=str(doc["event_id"]),
+        reason=str(doc["reason"]),
+        problems=tuple(str(p) for p in doc.get("problems") or ()),
+        source=str(doc["source"]),
+        payload=rules.load_object(text) if doc.get("payload_is_json") else text,
+        payload_truncated=bool(doc.get("payload_truncated")),
+        recorded_at=rules.as_utc(doc["recorded_at"]),
+    )
