@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from emulators._proc import StackError
+from emulators.common.proc import StackError
 from emulators.stack import Stack
 from shared.errors import ConfigError
 

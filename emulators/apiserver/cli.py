@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from emulators.apiserver.server import ApiServer
-from emulators.registry import LocalRegistry
+from emulators.common.registry import LocalRegistry
 
 
 def parser(description: str) -> argparse.ArgumentParser:

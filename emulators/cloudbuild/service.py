@@ -31,11 +31,12 @@ from emulators.apiserver.operations import operation
 from emulators.apiserver.paging import page
 from emulators.apiserver.server import AdminRequest, ApiServer
 from emulators.cloudbuild import sources
+from emulators.cloudbuild.buildlog import BuildLog
 from emulators.cloudbuild.notify import BuildNotifier
 from emulators.cloudbuild.steps import StepError, StepSpec, parse_env, plan_step
 from emulators.cloudbuild.substitutions import Substituter, SubstitutionError, builtin_values, validate_keys
-from emulators.localrun import LocalProcess, RunError, shim_dir
-from emulators.registry import LocalRegistry, RegistryError
+from emulators.common.localrun import LocalProcess, RunError, shim_dir
+from emulators.common.registry import LocalRegistry, RegistryError
 
 log = logging.getLogger("emulators.cloudbuild")
 
@@ -86,6 +87,10 @@ class BuildRecord:
     processes: set[LocalProcess] = field(default_factory=set)
     forced_failure: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    log: BuildLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = BuildLog(self.directory / "build.log")
 
     @property
     def terminal(self) -> bool:
@@ -217,8 +222,7 @@ class CloudBuildService:
             process.cancel()
 
     def _log(self, record: BuildRecord, line: str) -> None:
-        with open(record.directory / "build.log", "a") as handle:
-            handle.write(line + "\n")
+        record.log.write(line)
 
     # -- RPCs ---------------------------------------------------------------------------------------------
 
@@ -487,40 +491,43 @@ class CloudBuildService:
         outcome = None
         status = Status.SUCCESS
         result: dict[str, Any] | None = None
-        try:
-            invocation = plan_step(
-                spec, workspace, record.directory, self.registry, self.shims, self._step_env(record, step)
-            )
-            step_timeout = _seconds(step.timeout)
-            remaining = max(deadline - time.monotonic(), 0.01)
-            limit = min(step_timeout, remaining) if step_timeout else remaining
-            process = LocalProcess(invocation, log_path)
-            with self._lock:
-                if record.stop.is_set():
-                    raise _Stopped()
-                record.processes.add(process)
+        limit = 0.0
+        # The step's output reaches the build log while it runs, as Cloud Build streams it.
+        with record.log.follow(log_path, label):
             try:
-                process.start()
-                outcome = process.wait(limit)
-            finally:
+                invocation = plan_step(
+                    spec, workspace, record.directory, self.registry, self.shims, self._step_env(record, step)
+                )
+                step_timeout = _seconds(step.timeout)
+                remaining = max(deadline - time.monotonic(), 0.01)
+                limit = min(step_timeout, remaining) if step_timeout else remaining
+                process = LocalProcess(invocation, log_path)
                 with self._lock:
-                    record.processes.discard(process)
-            minimum = self.durations.step_seconds - (time.monotonic() - began)
-            if minimum > 0 and outcome.ok:
-                record.stop.wait(minimum)
-        except _Stopped:
-            status = Status.CANCELLED
-        except (StepError, RunError, RegistryError, ValueError) as error:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "a") as handle:
-                handle.write(f"{error}\n")
-            status = Status.FAILURE
-            detail = f"Build step failure: {error}"
-            result = {
-                "status": Status.FAILURE,
-                "detail": detail,
-                "failure": (FailureType.USER_BUILD_STEP, detail),
-            }
+                    if record.stop.is_set():
+                        raise _Stopped()
+                    record.processes.add(process)
+                try:
+                    process.start()
+                    outcome = process.wait(limit)
+                finally:
+                    with self._lock:
+                        record.processes.discard(process)
+                minimum = self.durations.step_seconds - (time.monotonic() - began)
+                if minimum > 0 and outcome.ok:
+                    record.stop.wait(minimum)
+            except _Stopped:
+                status = Status.CANCELLED
+            except (StepError, RunError, RegistryError, ValueError) as error:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(log_path, "a") as handle:
+                    handle.write(f"{error}\n")
+                status = Status.FAILURE
+                detail = f"Build step failure: {error}"
+                result = {
+                    "status": Status.FAILURE,
+                    "detail": detail,
+                    "failure": (FailureType.USER_BUILD_STEP, detail),
+                }
         if outcome is not None:
             allowed = set(step.allow_exit_codes) | {0}
             if outcome.cancelled:
@@ -557,19 +564,9 @@ class CloudBuildService:
             if outcome is not None and outcome.exit_code is not None:
                 step.exit_code = outcome.exit_code
             step.timing = cloudbuild.TimeSpan(start_time=start, end_time=_now())
-        self._append_step_log(record, label, log_path)
         if status == Status.CANCELLED and result is None:
             return None if record.stop.is_set() else {"status": Status.CANCELLED, "detail": "step cancelled"}
         return result
-
-    def _append_step_log(self, record: BuildRecord, label: str, log_path: Path) -> None:
-        try:
-            lines = log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            lines = []
-        with open(record.directory / "build.log", "a") as handle:
-            for line in lines:
-                handle.write(f"{label}: {line}\n")
 
     def _push_images(self, record: BuildRecord) -> bool:
         build = record.build

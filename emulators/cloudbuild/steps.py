@@ -1,7 +1,7 @@
 """How a build step runs locally: which builders the emulator can run, and the process that stands in for it.
 
 - ``gcr.io/cloud-builders/docker`` (or ``docker``) without another entrypoint: the local-registry docker CLI
-  (:mod:`emulators.dockercli`): ``build`` records an image, ``push`` fails for an image never built.
+  (:mod:`emulators.common.dockercli`): ``build`` records an image, ``push`` fails for an image never built.
 - ``bash``, ``ubuntu``, ``debian``, ``alpine``, ``busybox``, ``python[:TAG]``, ``gcr.io/cloud-builders/git``:
   the host's tools, with ``python``/``pip`` mapped to the emulator's interpreter and ``docker`` to the
   local-registry CLI.
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators.localrun import Invocation, base_env, container_invocation, map_executable
-from emulators.registry import LocalRegistry, RegistryError, parse_reference
+from emulators.common.localrun import Invocation, base_env, container_invocation, map_executable
+from emulators.common.registry import LocalRegistry, RegistryError, parse_reference
 
 # Builder (repository, normalised) → its default entrypoint ([] means args[0] is the command).
 LOCAL_BUILDERS: dict[str, list[str]] = {
@@ -120,7 +120,7 @@ def plan_step(
         if not argv:
             raise StepError(f'build step {spec.index} "{spec.name}": no command (set entrypoint or args)')
         if argv[0] == "docker":
-            argv = [sys.executable, "-m", "emulators.dockercli", *argv[1:]]
+            argv = [sys.executable, "-m", "emulators.common.dockercli", *argv[1:]]
             step_env["PYTHONPATH"] = (
                 f"{_PACKAGE_ROOT}:{step_env['PYTHONPATH']}"
                 if step_env.get("PYTHONPATH")

@@ -1,6 +1,6 @@
 """A ``docker`` command line over the local image registry, for emulated build steps.
 
-``python -m emulators.dockercli build -t IMG [-f Dockerfile] [--build-arg K=V] [--target T] CONTEXT``,
+``python -m emulators.common.dockercli build -t IMG [-f Dockerfile] [--build-arg K=V] [--target T] CONTEXT``,
 ``push IMG``, ``pull IMG``, ``tag SRC DST``, ``images``, ``inspect IMG``. The registry folder comes from
 ``LOCAL_REGISTRY_DIR``. Anything else (``run``, ``buildx``, ``login``...) exits non-zero saying that the
 emulator cannot do it, so a build step never succeeds silently.
@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from emulators.registry import LocalRegistry, RegistryError
+from emulators.common.registry import LocalRegistry, RegistryError
 
 _IGNORED_WITH_VALUE = {
     "--cache-from",

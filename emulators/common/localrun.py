@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators._proc import spawn
-from emulators.registry import ImageRecord
+from emulators.common.proc import spawn
+from emulators.common.registry import ImageRecord
 
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _PYTHON = re.compile(r"^(?:/usr(?:/local)?/bin/)?python(?:3(?:\.\d+)?)?$")
 _PIP = re.compile(r"^(?:/usr(?:/local)?/bin/)?pip(?:3(?:\.\d+)?)?$")
 
@@ -46,7 +46,7 @@ def shim_dir(root: Path) -> Path:
     """A directory of ``python``/``python3``/``pip`` wrappers for this interpreter, to put first on PATH.
 
     Shell commands (``sh -c "python -m trainer"``) then find the venv's interpreter too; ``docker`` is the
-    local-registry CLI of :mod:`emulators.dockercli`.
+    local-registry CLI of :mod:`emulators.common.dockercli`.
     """
     directory = root / "bin"
     directory.mkdir(parents=True, exist_ok=True)
@@ -58,13 +58,17 @@ def shim_dir(root: Path) -> Path:
         (
             "docker",
             f'PYTHONPATH="{_PACKAGE_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}" '
-            f'exec "{sys.executable}" -m emulators.dockercli "$@"',
+            f'exec "{sys.executable}" -m emulators.common.dockercli "$@"',
         ),
     ):
         path = directory / name
-        if not path.exists():
-            path.write_text(f"#!/bin/sh\n{target}\n")
-            path.chmod(0o755)
+        script = f"#!/bin/sh\n{target}\n"
+        # Rewrite a shim left by an older checkout (another interpreter, a moved module), keep a current one.
+        if not path.exists() or path.read_text() != script:
+            temporary = path.with_name(f".{name}.{os.getpid()}")
+            temporary.write_text(script)
+            temporary.chmod(0o755)
+            temporary.replace(path)  # atomic: a step running the old shim never reads half a script
     return directory
 
 

@@ -13,9 +13,9 @@ import sys
 
 from emulators.apiserver.cli import parser, run
 from emulators.apiserver.server import ApiServer
+from emulators.common.registry import LocalRegistry
 from emulators.monitoring.service import MonitoringService
 from emulators.monitoring.store import MetricsStore
-from emulators.registry import LocalRegistry
 
 
 def add_metrics_options(cli: argparse.ArgumentParser) -> None:

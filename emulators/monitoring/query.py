@@ -9,14 +9,15 @@ Semantics follow the Cloud Monitoring API:
   DELTA), ``ALIGN_RATE`` (delta per second, DOUBLE, GAUGE; numeric only), ``ALIGN_PERCENTILE_05/50/95/99``
   (DOUBLE, GAUGE; distributions only), ``ALIGN_SUM``, ``ALIGN_MEAN``, ``ALIGN_COUNT``;
 - reducers (need an aligner): ``REDUCE_SUM``, ``REDUCE_MEAN``, ``REDUCE_MIN``, ``REDUCE_MAX``,
-  ``REDUCE_COUNT``, ``REDUCE_PERCENTILE_05/50/95/99``, grouped by ``group_by_fields`` (the output keeps only
-  those labels);
+  ``REDUCE_COUNT``, ``REDUCE_PERCENTILE_05/50/95/99``, grouped by ``group_by_fields`` — ``metric.labels.K``,
+  ``resource.labels.K`` or the shorthand ``metric.K`` / ``resource.K`` (the output keeps only those labels);
 - points come back newest first.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -104,9 +105,10 @@ def _validate(aggregation: Aggregation, value_type: str | None) -> None:
     if reducer != "REDUCE_NONE" and aligner == "ALIGN_NONE":
         raise invalid("A cross-series reducer requires a per-series aligner other than ALIGN_NONE.")
     for name in aggregation.group_by:
-        if not _group_field_ok(name):
+        if group_field(name) is None and name not in _TYPE_FIELDS:
             raise invalid(
-                f"The group-by field {name!r} is invalid (use metric.labels.K or resource.labels.K)."
+                f"The group-by field {name!r} is invalid (use metric.labels.K, resource.labels.K or the "
+                "shorthand metric.K, resource.K)."
             )
     if value_type is None:
         return
@@ -116,20 +118,28 @@ def _validate(aggregation: Aggregation, value_type: str | None) -> None:
         raise invalid(f"The aligner {aligner} is only valid for metrics of value type DISTRIBUTION.")
 
 
-def _group_field_ok(name: str) -> bool:
-    if name in ("metric.type", "resource.type"):
-        return True
-    head, _, label = name.partition(".labels.") if ".labels." in name else name.partition(".label.")
-    return head in ("metric", "resource") and bool(label)
+_TYPE_FIELDS = ("metric.type", "resource.type")
+# metric.labels.K, metric.label.K and the shorthand metric.K the real API also accepts (its own samples
+# group by "resource.zone"); the same for resource.
+_GROUP_FIELD = re.compile(r"(?P<scope>metric|resource)\.(?:labels?\.)?(?P<label>[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def group_field(name: str) -> tuple[str, str] | None:
+    """(scope, label) a group-by field names; None for the type fields and for anything invalid."""
+    found = _GROUP_FIELD.fullmatch(name)
+    if found is None or name in _TYPE_FIELDS or name.partition(".")[2] in ("label", "labels"):
+        return None
+    return found.group("scope"), found.group("label")
 
 
 def _group_value(name: str, key: SeriesKey) -> tuple[str, str, str] | None:
     """(scope, label, value) kept by grouping on ``name``; None for the type fields."""
-    if name in ("metric.type", "resource.type"):
+    field = group_field(name)
+    if field is None:
         return None
-    head, _, label = name.partition(".labels.") if ".labels." in name else name.partition(".label.")
-    value = key.metric_label(label) if head == "metric" else key.resource_label(label)
-    return (head, label, value or "")
+    scope, label = field
+    value = key.metric_label(label) if scope == "metric" else key.resource_label(label)
+    return (scope, label, value or "")
 
 
 def _aligned_value(aligner: str, value: Value, period: float) -> Value:

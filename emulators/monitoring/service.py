@@ -17,7 +17,7 @@ from google.api import metric_pb2
 from google.cloud import monitoring_v3
 from google.protobuf import empty_pb2
 
-from emulators.apiserver.errors import ApiError, invalid, not_found
+from emulators.apiserver.errors import ApiError, invalid
 from emulators.apiserver.messages import to_pb
 from emulators.apiserver.paging import page
 from emulators.apiserver.routing import rules_from_options
@@ -26,7 +26,6 @@ from emulators.monitoring.filters import parse_filter
 from emulators.monitoring.query import Aggregation, OutSeries, query
 from emulators.monitoring.store import (
     GROWTH_FACTOR,
-    METRICS,
     NUM_FINITE_BUCKETS,
     SCALE,
     Distribution,
@@ -137,6 +136,9 @@ class MonitoringService:
             raise ApiError("UNIMPLEMENTED", "Only project-level time series are supported by the emulator.")
         if not raw.filter.strip():
             raise invalid("The filter is required.")
+        # Only a malformed filter is an error: a metric type with no data here (any Google metric the
+        # emulator does not produce, e.g. compute.googleapis.com/instance/cpu/utilization) lists nothing,
+        # as the real API does for a metric without points in the interval.
         compiled = parse_filter(raw.filter)
         if not raw.HasField("interval") or not raw.interval.HasField("end_time"):
             raise invalid("The interval end time is required.")
@@ -146,9 +148,6 @@ class MonitoringService:
             )
         if raw.order_by:
             raise ApiError("UNIMPLEMENTED", "order_by is not supported by the Monitoring emulator.")
-        if not any(metric in METRICS for metric in compiled.metric_types):
-            types = ", ".join(sorted(compiled.metric_types))
-            raise not_found(f"Cannot find metric(s) that match type = {types!r}.")
         aggregation = Aggregation()
         if raw.HasField("aggregation"):
             source = raw.aggregation

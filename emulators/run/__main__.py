@@ -25,6 +25,7 @@ from emulators.apiserver.server import ApiServer
 from emulators.monitoring.__main__ import add_metrics_options
 from emulators.monitoring.service import MonitoringService
 from emulators.monitoring.store import MetricsStore
+from emulators.run.admin import RunAdmin
 from emulators.run.service import RunService
 
 log = logging.getLogger("emulators.run")
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         run_server, args.project, state_dir, registry, store, args.router_host, args.router_port
     )
     service.settings.startup_timeout = args.startup_timeout
+    RunAdmin(run_server, service)
     servers = [run_server]
     if args.monitoring_port:
         monitoring = ApiServer("monitoring", args.host, args.monitoring_port, args.monitoring_grpc_port)

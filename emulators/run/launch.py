@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators._proc import Started
+from emulators.common.proc import Started
 from emulators.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]

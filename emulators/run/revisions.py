@@ -15,8 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators._proc import spawn, stop_group
-from emulators.localrun import Invocation, log_tail
+from emulators.common.localrun import Invocation, log_tail
+from emulators.common.proc import spawn, stop_group
 from emulators.run.router import port_accepts
 
 log = logging.getLogger("emulators.run.revisions")

@@ -18,21 +18,24 @@ Semantics kept true to the documentation:
 - ``generation``, ``observed_generation``, ``reconciling``, ``conditions``, ``terminal_condition``,
   ``latest_created_revision``, ``latest_ready_revision``, ``traffic_statuses`` (tag URIs), ``uri``, ``urls``
   and ``etag`` are kept true; a stale etag → ABORTED; deleting a revision that traffic references →
-  FAILED_PRECONDITION.
+  FAILED_PRECONDITION;
+- the server-side defaults (ingress, launch stage, template timeout, concurrency, scaling, container port,
+  resources, startup probe) are filled in on create and update and shown by every read
+  (:mod:`emulators.run.defaults`).
+
+State lives in :mod:`emulators.run.model`, spec validation in :mod:`emulators.run.validation`; the
+``/_emulator/`` admin endpoints (fault injection, router, revision logs) in :mod:`emulators.run.admin`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import logging
 import random
-import re
 import string
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,191 +44,50 @@ from google.cloud.run_v2.services.revisions.transports.rest_base import _BaseRev
 from google.cloud.run_v2.services.services.transports.rest_base import _BaseServicesRestTransport
 from google.longrunning import operations_pb2
 
-from emulators._proc import free_port
 from emulators.apiserver.errors import ApiError, already_exists, failed_precondition, invalid, not_found
 from emulators.apiserver.messages import to_pb
 from emulators.apiserver.operations import operation
 from emulators.apiserver.paging import page
 from emulators.apiserver.routing import rest_rules
-from emulators.apiserver.server import AdminRequest, ApiServer
-from emulators.localrun import RunError, container_invocation, log_tail, shim_dir
+from emulators.apiserver.server import ApiServer
+from emulators.common.localrun import RunError, container_invocation, shim_dir
+from emulators.common.proc import free_port
+from emulators.common.registry import LocalRegistry, RegistryError
 from emulators.monitoring.store import MetricsStore
-from emulators.registry import LocalRegistry, RegistryError
+from emulators.run.defaults import apply_service_defaults
+from emulators.run.model import (
+    BY_REVISION,
+    FAILED,
+    LATEST,
+    RECONCILING,
+    REVISION_FAILED,
+    SERVICE_ID,
+    SPEC_FIELDS,
+    SUCCEEDED,
+    OperationEntry,
+    ReadinessFaults,
+    RevisionEntry,
+    RevisionPb,
+    ServiceEntry,
+    ServicePb,
+    Settings,
+    copy_field,
+    etag,
+    fingerprint,
+    fingerprint_field,
+    now,
+    parse_revision_name,
+    parse_service_name,
+    set_condition,
+)
 from emulators.run.revisions import RevisionProcess
-from emulators.run.router import Backend, RequestRecord, RevisionFault, RouteOwner, Router
+from emulators.run.router import Backend, RequestRecord, Router
+from emulators.run.validation import validate_template, validate_traffic
 
 log = logging.getLogger("emulators.run")
 
 SERVICES = "google.cloud.run.v2.Services"
 REVISIONS = "google.cloud.run.v2.Revisions"
-
-ServicePb: Any = run_v2.Service.pb()
-RevisionPb: Any = run_v2.Revision.pb()
-TemplatePb: Any = run_v2.RevisionTemplate.pb()
-ConditionPb: Any = run_v2.Condition.pb()
-TrafficStatusPb: Any = run_v2.TrafficTargetStatus.pb()
-
-PENDING = int(run_v2.Condition.State.CONDITION_PENDING)
-RECONCILING = int(run_v2.Condition.State.CONDITION_RECONCILING)
-SUCCEEDED = int(run_v2.Condition.State.CONDITION_SUCCEEDED)
-FAILED = int(run_v2.Condition.State.CONDITION_FAILED)
-LATEST = int(run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST)
-BY_REVISION = int(run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION)
-UNSPECIFIED_TYPE = int(run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED)
-ERROR_SEVERITY = int(run_v2.Condition.Severity.ERROR)
-REVISION_FAILED = int(run_v2.Condition.CommonReason.REVISION_FAILED)
-
-# The fields a caller sets; everything else on a Service is output only.
-SPEC_FIELDS = (
-    "description",
-    "labels",
-    "annotations",
-    "client",
-    "client_version",
-    "ingress",
-    "launch_stage",
-    "binary_authorization",
-    "template",
-    "traffic",
-    "scaling",
-    "invoker_iam_disabled",
-    "default_uri_disabled",
-    "custom_audiences",
-    "iap_enabled",
-    "multi_region_settings",
-    "build_config",
-)
-_SERVICE_ID = re.compile(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?")
-_REVISION_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
-_TAG = re.compile(r"[a-z]([-a-z0-9]{0,44}[a-z0-9])?")
-DEFAULT_TIMEOUT_SECONDS = 300
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _fingerprint(message: Any) -> bytes:
-    data: bytes = message.SerializeToString(deterministic=True)
-    return hashlib.sha256(data).digest()
-
-
-def _etag(uid: str, generation: int) -> str:
-    return '"' + hashlib.sha256(f"{uid}:{generation}".encode()).hexdigest()[:24] + '"'
-
-
-def _copy_field(source: Any, target: Any, name: str) -> None:
-    descriptor = source.DESCRIPTOR.fields_by_name[name]
-    target.ClearField(name)
-    if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
-        getattr(target, name).update(getattr(source, name))
-    elif descriptor.is_repeated:
-        getattr(target, name).extend(getattr(source, name))
-    elif descriptor.message_type is not None:
-        if source.HasField(name):
-            getattr(target, name).CopyFrom(getattr(source, name))
-    else:
-        setattr(target, name, getattr(source, name))
-
-
-def _set_condition(
-    holder: Any, container: str, kind: str, state: int, message: str = "", reason: int = 0
-) -> None:
-    """Set condition ``kind`` in ``holder.<container>`` (a repeated field, or the terminal condition),
-    keeping its transition time when the state did not change."""
-    now = _now()
-    if container == "terminal_condition":
-        conditions = [holder.terminal_condition]
-    else:
-        conditions = [item for item in getattr(holder, container) if item.type_ == kind]
-        if not conditions:
-            conditions = [getattr(holder, container).add()]
-    condition = conditions[0]
-    changed = condition.state != state or condition.type_ != kind
-    condition.type_ = kind
-    condition.state = state
-    condition.message = message
-    condition.severity = ERROR_SEVERITY if state == FAILED else 0
-    condition.reason = reason if state == FAILED else 0
-    if changed or not condition.HasField("last_transition_time"):
-        condition.last_transition_time.FromDatetime(now.replace(tzinfo=None))
-
-
-@dataclass
-class RevisionEntry:
-    pb: Any  # run.v2.Revision (raw protobuf)
-    short: str
-    fingerprint: bytes
-    timeout: float
-    state: int = PENDING  # PENDING | SUCCEEDED (ready) | FAILED
-    message: str = ""
-    port: int = 0
-    process: RevisionProcess | None = None
-    deleted: bool = False
-
-    @property
-    def ready(self) -> bool:
-        return self.state == SUCCEEDED and not self.deleted
-
-
-@dataclass
-class OperationEntry:
-    name: str
-    generation: int
-    done: bool = False
-    error: tuple[str, str] | None = None
-    result: Any = None
-
-
-@dataclass
-class ServiceEntry:
-    pb: Any  # run.v2.Service (raw protobuf): spec and output fields
-    project: str
-    location: str
-    short: str
-    template_fingerprint: bytes
-    revisions: dict[str, RevisionEntry] = field(default_factory=dict)
-    latest_created: str = ""
-    counter: int = 0
-    routes: list[tuple[int, str, int, str]] = field(default_factory=list)  # (type, revision, percent, tag)
-    operations: list[OperationEntry] = field(default_factory=list)
-    tag_urls: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return str(self.pb.name)
-
-    @property
-    def owner(self) -> RouteOwner:
-        return RouteOwner(self.project, self.location, self.short)
-
-
-@dataclass
-class ReadinessFault:
-    remaining: int
-    message: str
-    service: str  # full service name, or "" for any
-
-
-@dataclass
-class Settings:
-    startup_timeout: float = 30.0
-
-
-def _parse_service_name(name: str) -> tuple[str, str, str]:
-    parts = name.split("/")
-    if len(parts) != 6 or parts[0] != "projects" or parts[2] != "locations" or parts[4] != "services":
-        raise invalid(f"invalid service name {name!r}: expected projects/P/locations/L/services/S")
-    return parts[1], parts[3], parts[5]
-
-
-def _parse_revision_name(name: str) -> tuple[str, str]:
-    parts = name.split("/")
-    if len(parts) != 8 or parts[6] != "revisions":
-        raise invalid(
-            f"invalid revision name {name!r}: expected projects/P/locations/L/services/S/revisions/R"
-        )
-    return "/".join(parts[:6]), parts[7]
 
 
 class RunService:
@@ -249,7 +111,7 @@ class RunService:
         self.router = Router(router_host, self._record, router_first_port)
         self._lock = threading.RLock()
         self._services: dict[str, ServiceEntry] = {}
-        self._readiness_faults: list[ReadinessFault] = []
+        self.readiness_faults = ReadinessFaults()  # filled through the admin API (emulators.run.admin)
         self._register()
 
     # -- registration -------------------------------------------------------------------------------------
@@ -279,18 +141,6 @@ class RunService:
         self.server.on_reset(self.reset)
         self.server.on_shutdown(self.shutdown)
         self.server.add_health_info(self._health)
-        self.server.add_admin("GET", r"router", lambda _: self.router.describe())
-        self.server.add_admin("GET", r"router/faults", lambda _: self.router.faults())
-        self.server.add_admin("POST", r"router/faults", self._admin_router_fault)
-        self.server.add_admin("DELETE", r"router/faults", self._admin_clear_router_faults)
-        self.server.add_admin("POST", r"revisions:fail-next", self._admin_fail_next)
-        self.server.add_admin(
-            "GET",
-            r"revisions/(?P<name>projects/[^/]+/locations/[^/]+/services/[^/]+/revisions/[^/]+)/log",
-            self._admin_revision_log,
-        )
-        self.server.add_admin("POST", r"settings", self._admin_settings)
-        self.server.add_admin("GET", r"revisions", self._admin_revisions)
 
     def _health(self) -> dict[str, Any]:
         with self._lock:
@@ -308,7 +158,7 @@ class RunService:
     # -- helpers ------------------------------------------------------------------------------------------
 
     def _entry(self, name: str) -> ServiceEntry:
-        _parse_service_name(name)
+        parse_service_name(name)
         entry = self._services.get(name)
         if entry is None:
             raise not_found(
@@ -355,90 +205,6 @@ class RunService:
         copied.CopyFrom(revision.pb)
         return copied
 
-    # -- validation ---------------------------------------------------------------------------------------
-
-    def _validate_template(self, template: Any, service_short: str) -> None:
-        if len(template.containers) == 0:
-            raise invalid("spec.template.containers: at least one container is required.")
-        if len(template.containers) > 1:
-            raise ApiError(
-                "UNIMPLEMENTED", "Multiple containers (sidecars) are not supported by the Cloud Run emulator."
-            )
-        container = template.containers[0]
-        if not container.image:
-            raise invalid("spec.template.containers[0].image: an image is required.")
-        if len(template.volumes) or len(container.volume_mounts):
-            raise ApiError("UNIMPLEMENTED", "Volumes are not supported by the Cloud Run emulator.")
-        for variable in container.env:
-            if not variable.name:
-                raise invalid("spec.template.containers[0].env: every variable needs a name.")
-            if variable.HasField("value_source"):
-                raise ApiError(
-                    "UNIMPLEMENTED",
-                    f"Environment variable {variable.name} uses a Secret Manager value_source, which the "
-                    "Cloud Run emulator does not support.",
-                )
-            if variable.name == "PORT" or variable.name.startswith("K_"):
-                raise invalid(
-                    f"spec.template.containers[0].env: {variable.name} is reserved and cannot be set."
-                )
-        if template.revision:
-            if not template.revision.startswith(f"{service_short}-"):
-                raise invalid(
-                    f"spec.template.revision: revision name {template.revision!r} must start with the "
-                    f"service name and a hyphen ({service_short!r}-)."
-                )
-            if not _REVISION_NAME.fullmatch(template.revision):
-                raise invalid(
-                    f"spec.template.revision: {template.revision!r} is not a valid name (lowercase letters, "
-                    "digits and hyphens, at most 63 characters)."
-                )
-
-    def _validate_traffic(
-        self, traffic: Any, entry: ServiceEntry | None, creating: str | None, short: str
-    ) -> None:
-        if len(traffic) == 0:
-            return
-        total = 0
-        tags: set[str] = set()
-        for index, target in enumerate(traffic):
-            kind = target.type_ or (BY_REVISION if target.revision else LATEST)
-            if target.percent < 0 or target.percent > 100:
-                raise invalid(
-                    f"spec.traffic[{index}].percent must be between 0 and 100, got {target.percent}."
-                )
-            total += target.percent
-            if kind == LATEST and target.revision:
-                raise invalid(
-                    f"spec.traffic[{index}]: a target of type LATEST must not name a revision "
-                    f"({target.revision!r})."
-                )
-            if kind == BY_REVISION:
-                if not target.revision:
-                    raise invalid(f"spec.traffic[{index}]: a target of type REVISION must name a revision.")
-                known = entry is not None and target.revision in entry.revisions
-                if not known and target.revision != creating:
-                    owner = self._revision_owner(target.revision)
-                    if owner is not None:
-                        raise invalid(
-                            f"spec.traffic[{index}]: revision {target.revision!r} belongs to service "
-                            f"{owner!r}, not to {short!r}."
-                        )
-                    raise invalid(f"spec.traffic[{index}]: revision {target.revision!r} does not exist.")
-            if target.tag:
-                if not _TAG.fullmatch(target.tag):
-                    raise invalid(
-                        f"spec.traffic[{index}].tag: {target.tag!r} is not a valid tag (lowercase letters, "
-                        "digits and hyphens, starting with a letter)."
-                    )
-                if target.tag in tags:
-                    raise invalid(
-                        f"spec.traffic: tag {target.tag!r} is used more than once; tags must be unique."
-                    )
-                tags.add(target.tag)
-        if total != 100:
-            raise invalid(f"spec.traffic: the traffic percents must sum to 100, but they sum to {total}.")
-
     def _revision_owner(self, short: str) -> str | None:
         for entry in self._services.values():
             if short in entry.revisions:
@@ -454,7 +220,7 @@ class RunService:
             raise invalid(f"invalid parent {raw.parent!r}: expected projects/PROJECT/locations/LOCATION")
         if not raw.service_id:
             raise invalid("service_id is required.")
-        if not _SERVICE_ID.fullmatch(raw.service_id):
+        if not SERVICE_ID.fullmatch(raw.service_id):
             raise invalid(
                 f"service_id {raw.service_id!r} is invalid: use lowercase letters, digits and hyphens, start "
                 "with a letter, end with a letter or digit, at most 49 characters."
@@ -466,28 +232,29 @@ class RunService:
         with self._lock:
             if name in self._services:
                 raise already_exists(f"Resource '{short}' already exists.")
-            self._validate_template(requested.template, short)
+            validate_template(requested.template, short)
             revision_short = requested.template.revision or ""
-            self._validate_traffic(requested.traffic, None, revision_short or None, short)
+            validate_traffic(requested.traffic, None, revision_short or None, short, self._revision_owner)
             service = ServicePb()
             for spec in SPEC_FIELDS:
-                _copy_field(requested, service, spec)
-            now = _now().replace(tzinfo=None)
+                copy_field(requested, service, spec)
+            apply_service_defaults(service)
+            moment = now().replace(tzinfo=None)
             service.name = name
             service.uid = str(uuid.uuid4())
             service.generation = 1
-            service.create_time.FromDatetime(now)
-            service.update_time.FromDatetime(now)
+            service.create_time.FromDatetime(moment)
+            service.update_time.FromDatetime(moment)
             service.creator = service.last_modifier = "emulator@localhost"
             if len(service.traffic) == 0:
                 service.traffic.add(type_=LATEST, percent=100)
-            service.etag = _etag(service.uid, service.generation)
+            service.etag = etag(service.uid, service.generation)
             entry = ServiceEntry(
                 pb=service,
                 project=project,
                 location=location,
                 short=short,
-                template_fingerprint=_fingerprint(service.template),
+                template_fingerprint=fingerprint(service.template),
             )
             if validate_only:
                 state = self._operation(project, location, None, 1)
@@ -525,7 +292,7 @@ class RunService:
     def update_service(self, request: Any) -> Any:
         raw = to_pb(request)
         requested = raw.service
-        project, location, short = _parse_service_name(requested.name)
+        project, location, short = parse_service_name(requested.name)
         with self._lock:
             entry = self._services.get(requested.name)
             if entry is None:
@@ -550,15 +317,18 @@ class RunService:
             proposed = ServicePb()
             proposed.CopyFrom(entry.pb)
             for spec in fields:
-                _copy_field(requested, proposed, spec)
+                copy_field(requested, proposed, spec)
+            # Before any comparison: resending the template as first sent (without the defaults) or as
+            # read back (with them) is no change, so it creates no revision.
+            apply_service_defaults(proposed)
             if len(proposed.traffic) == 0:
                 proposed.traffic.add(type_=LATEST, percent=100)
-            self._validate_template(proposed.template, short)
-            template_changed = _fingerprint(proposed.template) != entry.template_fingerprint
+            validate_template(proposed.template, short)
+            template_changed = fingerprint(proposed.template) != entry.template_fingerprint
             creating: str | None = None
             if template_changed and proposed.template.revision:
                 existing = entry.revisions.get(proposed.template.revision)
-                if existing is not None and existing.fingerprint != _fingerprint(proposed.template):
+                if existing is not None and existing.fingerprint != fingerprint(proposed.template):
                     raise already_exists(
                         f"Revision named '{proposed.template.revision}' with different configuration already "
                         "exists."
@@ -569,10 +339,9 @@ class RunService:
                     creating = proposed.template.revision
             elif template_changed:
                 creating = "(new)"
-            self._validate_traffic(proposed.traffic, entry, creating, short)
+            validate_traffic(proposed.traffic, entry, creating, short, self._revision_owner)
             spec_changed = any(
-                _fingerprint_field(proposed, spec) != _fingerprint_field(entry.pb, spec)
-                for spec in SPEC_FIELDS
+                fingerprint_field(proposed, spec) != fingerprint_field(entry.pb, spec) for spec in SPEC_FIELDS
             )
             if raw.validate_only:
                 state = self._operation(project, location, None, entry.pb.generation)
@@ -581,11 +350,11 @@ class RunService:
             if spec_changed:
                 entry.pb.CopyFrom(proposed)
                 entry.pb.generation += 1
-                entry.pb.update_time.FromDatetime(_now().replace(tzinfo=None))
+                entry.pb.update_time.FromDatetime(now().replace(tzinfo=None))
                 entry.pb.last_modifier = "emulator@localhost"
-                entry.pb.etag = _etag(entry.pb.uid, entry.pb.generation)
+                entry.pb.etag = etag(entry.pb.uid, entry.pb.generation)
             if template_changed:
-                entry.template_fingerprint = _fingerprint(entry.pb.template)
+                entry.template_fingerprint = fingerprint(entry.pb.template)
                 if creating is not None:
                     self._new_revision(entry, entry.pb.template)
                 else:
@@ -602,7 +371,7 @@ class RunService:
                     "ABORTED", f"The etag {request.etag} does not match the current etag of the service."
                 )
             snapshot = self._service_snapshot(entry)
-            snapshot.delete_time.FromDatetime(_now().replace(tzinfo=None))
+            snapshot.delete_time.FromDatetime(now().replace(tzinfo=None))
             state = self._operation(entry.project, entry.location, None, entry.pb.generation)
             self._finish(state, snapshot)
             if not request.validate_only:
@@ -634,15 +403,15 @@ class RunService:
                 short = f"{entry.short}-{entry.counter:05d}-{suffix}"
                 if self._revision_owner(short) is None:
                     break
-        now = _now().replace(tzinfo=None)
+        moment = now().replace(tzinfo=None)
         revision = RevisionPb()
         revision.name = f"{entry.name}/revisions/{short}"
         revision.uid = str(uuid.uuid4())
         revision.generation = 1
         revision.labels.update(template.labels)
         revision.annotations.update(template.annotations)
-        revision.create_time.FromDatetime(now)
-        revision.update_time.FromDatetime(now)
+        revision.create_time.FromDatetime(moment)
+        revision.update_time.FromDatetime(moment)
         revision.launch_stage = entry.pb.launch_stage
         revision.service = entry.short
         for spec in (
@@ -658,41 +427,28 @@ class RunService:
             "session_affinity",
             "node_selector",
         ):
-            _copy_field(template, revision, spec)
-        if not revision.HasField("timeout"):
-            revision.timeout.FromSeconds(DEFAULT_TIMEOUT_SECONDS)
-        if not revision.max_instance_request_concurrency:
-            revision.max_instance_request_concurrency = 80
+            copy_field(template, revision, spec)
         revision.reconciling = True
         revision.creator = "emulator@localhost"
-        revision.etag = _etag(revision.uid, 1)
+        revision.etag = etag(revision.uid, 1)
         log_path = self.state_dir / "revisions" / short / "revision.log"
         revision.log_uri = log_path.as_uri()
-        _set_condition(revision, "conditions", "ResourcesAvailable", RECONCILING)
-        _set_condition(revision, "conditions", "ContainerHealthy", RECONCILING)
-        _set_condition(revision, "conditions", "Ready", RECONCILING)
+        set_condition(revision, "conditions", "ResourcesAvailable", RECONCILING)
+        set_condition(revision, "conditions", "ContainerHealthy", RECONCILING)
+        set_condition(revision, "conditions", "Ready", RECONCILING)
         record = RevisionEntry(
             pb=revision,
             short=short,
-            fingerprint=_fingerprint(template),
+            fingerprint=fingerprint(template),
             timeout=max(revision.timeout.ToTimedelta().total_seconds(), 1.0),
         )
         entry.revisions[short] = record
         entry.latest_created = short
-        injected = self._take_readiness_fault(entry.name)
+        injected = self.readiness_faults.take(entry.name)
         threading.Thread(
             target=self._bring_up, args=(entry, record, injected), name=f"run-{short}", daemon=True
         ).start()
         return record
-
-    def _take_readiness_fault(self, service: str) -> str | None:
-        for fault in self._readiness_faults:
-            if fault.service in ("", service):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._readiness_faults.remove(fault)
-                return fault.message
-        return None
 
     def _bring_up(self, entry: ServiceEntry, record: RevisionEntry, injected: str | None) -> None:
         container = record.pb.containers[0]
@@ -772,28 +528,22 @@ class RunService:
         revision.reconciling = False
         revision.observed_generation = revision.generation
         if record.state == SUCCEEDED:
-            _set_condition(revision, "conditions", "ResourcesAvailable", SUCCEEDED)
-            _set_condition(revision, "conditions", "ContainerHealthy", SUCCEEDED)
-            _set_condition(revision, "conditions", "Ready", SUCCEEDED)
+            set_condition(revision, "conditions", "ResourcesAvailable", SUCCEEDED)
+            set_condition(revision, "conditions", "ContainerHealthy", SUCCEEDED)
+            set_condition(revision, "conditions", "Ready", SUCCEEDED)
         else:
-            _set_condition(revision, "conditions", "ResourcesAvailable", SUCCEEDED)
-            _set_condition(
-                revision, "conditions", "ContainerHealthy", FAILED, record.message, REVISION_FAILED
-            )
-            _set_condition(revision, "conditions", "Ready", FAILED, record.message, REVISION_FAILED)
-        revision.update_time.FromDatetime(_now().replace(tzinfo=None))
+            set_condition(revision, "conditions", "ResourcesAvailable", SUCCEEDED)
+            set_condition(revision, "conditions", "ContainerHealthy", FAILED, record.message, REVISION_FAILED)
+            set_condition(revision, "conditions", "Ready", FAILED, record.message, REVISION_FAILED)
+        revision.update_time.FromDatetime(now().replace(tzinfo=None))
 
     def get_revision(self, request: Any) -> Any:
-        service_name, short = _parse_revision_name(request.name)
         with self._lock:
-            entry = self._entry(service_name)
-            revision = entry.revisions.get(short)
-            if revision is None:
-                raise not_found(f"Revision '{short}' does not exist in service '{entry.short}'.")
+            _, revision = self.find_revision(request.name)
             return self._revision_snapshot(revision)
 
     def list_revisions(self, request: Any) -> Any:
-        project, location, short = _parse_service_name(request.parent)
+        project, location, short = parse_service_name(request.parent)
         with self._lock:
             if short == "-":
                 entries = [
@@ -813,7 +563,7 @@ class RunService:
             return response
 
     def delete_revision(self, request: Any) -> Any:
-        service_name, short = _parse_revision_name(request.name)
+        service_name, short = parse_revision_name(request.name)
         with self._lock:
             entry = self._entry(service_name)
             revision = entry.revisions.get(short)
@@ -827,7 +577,7 @@ class RunService:
             if reason:
                 raise failed_precondition(f"Revision {short} cannot be deleted: {reason}.")
             snapshot = self._revision_snapshot(revision)
-            snapshot.delete_time.FromDatetime(_now().replace(tzinfo=None))
+            snapshot.delete_time.FromDatetime(now().replace(tzinfo=None))
             state = self._operation(entry.project, entry.location, None, entry.pb.generation)
             self._finish(state, snapshot)
             if not request.validate_only:
@@ -895,17 +645,17 @@ class RunService:
             config_state, config_message = SUCCEEDED, ""
         else:
             config_state, config_message = RECONCILING, ""
-        _set_condition(
+        set_condition(
             service, "conditions", "ConfigurationsReady", config_state, config_message, REVISION_FAILED
         )
-        _set_condition(service, "conditions", "RoutesReady", routes_state, failed, REVISION_FAILED)
+        set_condition(service, "conditions", "RoutesReady", routes_state, failed, REVISION_FAILED)
         if FAILED in (config_state, routes_state):
             terminal, message = FAILED, config_message or failed
         elif RECONCILING in (config_state, routes_state):
             terminal, message = RECONCILING, ""
         else:
             terminal, message = SUCCEEDED, ""
-        _set_condition(service, "terminal_condition", "Ready", terminal, message, REVISION_FAILED)
+        set_condition(service, "terminal_condition", "Ready", terminal, message, REVISION_FAILED)
         service.reconciling = terminal == RECONCILING
         if terminal != RECONCILING:
             service.observed_generation = service.generation
@@ -969,93 +719,25 @@ class RunService:
             at=record.at,
         )
 
-    # -- admin --------------------------------------------------------------------------------------------
+    # -- lookups (the admin endpoints read state through these) ---------------------------------------------
 
-    def _find_revision(self, name: str) -> tuple[ServiceEntry, RevisionEntry]:
-        service_name, short = _parse_revision_name(name)
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while reading or changing services and revisions."""
+        return self._lock
+
+    def find_revision(self, name: str) -> tuple[ServiceEntry, RevisionEntry]:
+        """The service and revision ``name`` designates (lock held), else NOT_FOUND."""
+        service_name, short = parse_revision_name(name)
         entry = self._entry(service_name)
         revision = entry.revisions.get(short)
         if revision is None:
             raise not_found(f"Revision '{short}' does not exist in service '{entry.short}'.")
         return entry, revision
 
-    def _admin_router_fault(self, request: AdminRequest) -> Any:
-        body = request.body
-        try:
-            name = str(body["revision"])
-            fault = RevisionFault(
-                error_rate=float(body.get("errorRate", 0.0)),
-                status=int(body.get("status", 500)),
-                latency_ms=float(body.get("latencyMs", 0.0)),
-            )
-        except (KeyError, ValueError, TypeError) as error:
-            raise invalid(
-                f"bad router fault (needs revision, errorRate, status, latencyMs): {error}"
-            ) from error
-        if not 0.0 <= fault.error_rate <= 1.0 or not 100 <= fault.status <= 599 or fault.latency_ms < 0:
-            raise invalid("errorRate must be in [0, 1], status an HTTP status, latencyMs >= 0")
-        with self._lock:
-            entry, revision = self._find_revision(name)
-        cleared = fault.error_rate == 0 and fault.latency_ms == 0
-        self.router.set_fault(entry.owner, revision.short, None if cleared else fault)
-        return {"faults": self.router.faults()}
-
-    def _admin_clear_router_faults(self, _: AdminRequest) -> Any:
-        self.router.clear_faults()
-        return {"faults": []}
-
-    def _admin_fail_next(self, request: AdminRequest) -> Any:
-        body = request.body
-        try:
-            count = int(body.get("count", 1))
-        except (ValueError, TypeError) as error:
-            raise invalid(f"bad count: {error}") from error
-        if count < 1:
-            raise invalid("count must be at least 1")
-        service = str(body.get("service", ""))
-        if service:
-            _parse_service_name(service)
-        message = str(
-            body.get("message")
-            or "injected fault: the user-provided container failed to start and listen on the port "
-            "defined by the PORT environment variable."
-        )
-        with self._lock:
-            self._readiness_faults.append(ReadinessFault(count, message, service))
-            return {"pending": [fault.__dict__ for fault in self._readiness_faults]}
-
-    def _admin_revision_log(self, request: AdminRequest) -> Any:
-        with self._lock:
-            _, revision = self._find_revision(request.params["name"])
-        path = self.state_dir / "revisions" / revision.short / "revision.log"
-        return {"revision": revision.short, "log": log_tail(path, int(request.query.get("lines", "200")))}
-
-    def _admin_revisions(self, _: AdminRequest) -> Any:
-        with self._lock:
-            return [
-                {
-                    "name": revision.pb.name,
-                    "ready": revision.ready,
-                    "state": run_v2.Condition.State(revision.state).name,
-                    "message": revision.message,
-                    "port": revision.port,
-                    "pid": revision.process.pid if revision.process else None,
-                    "running": bool(revision.process and revision.process.exit_code() is None),
-                }
-                for entry in self._services.values()
-                for revision in entry.revisions.values()
-            ]
-
-    def _admin_settings(self, request: AdminRequest) -> Any:
-        if "startupTimeoutSeconds" in request.body:
-            try:
-                seconds = float(request.body["startupTimeoutSeconds"])
-            except (TypeError, ValueError) as error:
-                raise invalid(f"bad startupTimeoutSeconds: {error}") from error
-            if seconds <= 0:
-                raise invalid("startupTimeoutSeconds must be positive")
-            self.settings.startup_timeout = seconds
-        return {"startupTimeoutSeconds": self.settings.startup_timeout}
+    def revision_entries(self) -> list[RevisionEntry]:
+        """Every revision of every service (lock held)."""
+        return [revision for entry in self._services.values() for revision in entry.revisions.values()]
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -1063,7 +745,7 @@ class RunService:
         with self._lock:
             entries = list(self._services.values())
             self._services.clear()
-            self._readiness_faults.clear()
+            self.readiness_faults.clear()
             for entry in entries:
                 self._teardown(entry)
         self.router.clear_faults()
@@ -1086,12 +768,6 @@ class RunService:
             thread.start()
         for thread in threads:
             thread.join(timeout=5.0)
-
-
-def _fingerprint_field(message: Any, name: str) -> bytes:
-    holder = ServicePb()
-    _copy_field(message, holder, name)
-    return _fingerprint(holder)
 
 
 def _stop_all(processes: list[RevisionProcess]) -> None:

@@ -5,7 +5,7 @@ on, which is how a push subscription's endpoint ``.../NAME/projects/P/topics/T``
 topic for the CloudEvent source. ``--extra-source FILE`` mounts the entry points listed in that file's
 ``__all__`` too (test targets). ``GET /_emulator/health`` lists what is mounted.
 
-Run: ``python -m emulators.function_host --host 127.0.0.1 --port PORT [--source main.py]``.
+Run: ``python -m emulators.stack.function_host --host 127.0.0.1 --port PORT [--source main.py]``.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class _Dispatcher:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m emulators.function_host")
+    parser = argparse.ArgumentParser(prog="python -m emulators.stack.function_host")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--source", default="main.py", type=Path)

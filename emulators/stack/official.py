@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from emulators._proc import StackError
+from emulators.common.proc import StackError
 
 INSTALL_HINT = (
     "Install the Google Cloud CLI with its emulator components, e.g. "

@@ -5,7 +5,7 @@
 * ``GET /_sink/requests[?prefix=/hook/slack]`` lists what was recorded, oldest first;
 * ``DELETE /_sink/requests`` forgets everything; ``GET /_emulator/health`` is the readiness check.
 
-Run: ``python -m emulators.sink --host 127.0.0.1 --port PORT``.
+Run: ``python -m emulators.stack.sink --host 127.0.0.1 --port PORT``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def app(request: Request) -> Response:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m emulators.sink", description="local webhook sink")
+    parser = argparse.ArgumentParser(prog="python -m emulators.stack.sink", description="local webhook sink")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()

@@ -12,7 +12,7 @@ import sys
 
 from emulators.apiserver.cli import parser, run
 from emulators.apiserver.server import ApiServer
-from emulators.registry import LocalRegistry
+from emulators.common.registry import LocalRegistry
 
 
 def attach(server: ApiServer, args: argparse.Namespace, registry: LocalRegistry) -> object:

@@ -53,8 +53,8 @@ from emulators.apiserver.operations import operation
 from emulators.apiserver.paging import page
 from emulators.apiserver.routing import rest_rules
 from emulators.apiserver.server import AdminRequest, ApiServer
-from emulators.localrun import LocalProcess, container_invocation, log_tail, shim_dir
-from emulators.registry import LocalRegistry, RegistryError
+from emulators.common.localrun import LocalProcess, container_invocation, log_tail, shim_dir
+from emulators.common.registry import LocalRegistry, RegistryError
 from emulators.vertex.common import now, numeric_id, parse_name, parse_parent, validate_labels
 
 log = logging.getLogger("emulators.vertex.jobs")
@@ -691,28 +691,27 @@ def _forced(body: dict[str, Any]) -> Failure:
 
 
 def _pipeline_spec(job: pipeline_job.PipelineJob) -> dict[str, Any]:
-    if job.template_uri and not job.pipeline_spec:
+    from google.protobuf.json_format import MessageToDict
+
+    # proto-plus answers None for an unset Struct field, so presence is read from the raw message.
+    raw = pipeline_job.PipelineJob.pb(job)
+    if not raw.HasField("pipeline_spec") and job.template_uri:
         if not job.template_uri.startswith("gs://"):
             raise ApiError(
                 "UNIMPLEMENTED", "the emulator reads template_uri only from gs:// (the storage emulator)"
             )
-        job.pipeline_spec = _read_gcs_json(job.template_uri)
-    spec: dict[str, Any] = json.loads(json.dumps(dict(job.pipeline_spec), default=_plain))
+        raw.pipeline_spec.update(_read_gcs_json(job.template_uri))
+    spec: dict[str, Any] = MessageToDict(raw.pipeline_spec) if raw.HasField("pipeline_spec") else {}
     if not spec:
-        raise invalid("PipelineJob.pipeline_spec (or template_uri) must be set.")
+        raise invalid(
+            "PipelineJob.pipeline_spec is required: set pipeline_job.pipeline_spec (the compiled KFP "
+            "pipeline) or pipeline_job.template_uri."
+        )
     if "pipelineSpec" in spec and "root" not in spec:  # a full PipelineJob JSON was given
         spec = spec["pipelineSpec"]
     if not spec.get("root", {}).get("dag", {}).get("tasks"):
         raise invalid("PipelineJob.pipeline_spec.root.dag.tasks must not be empty.")
     return spec
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "items"):
-        return dict(value.items())
-    if hasattr(value, "__iter__"):
-        return list(value)
-    return str(value)
 
 
 def _read_gcs_json(uri: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emulators.apiserver.server import ApiServer
-from emulators.registry import LocalRegistry
+from emulators.common.registry import LocalRegistry
 from emulators.vertex.jobs import JobsService
 from emulators.vertex.models import ModelRegistryService
 

@@ -20,8 +20,8 @@ from google.api_core import exceptions
 from google.cloud import run_v2
 from google.cloud.devtools import cloudbuild_v1
 
+from emulators.common.registry import LocalRegistry
 from emulators.loadgen import run_load
-from emulators.registry import LocalRegistry
 from shared import clients
 from tests.integration.api_emulators import PROJECT, ROOT, ApiStack, fast_polling, running, tarball, upload
 

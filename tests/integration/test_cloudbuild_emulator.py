@@ -428,7 +428,7 @@ def test_grpc_transport(stack: ApiStack) -> None:
 def test_server_image_builds_from_its_dockerfile(
     client: cloudbuild_v1.CloudBuildClient, stack: ApiStack
 ) -> None:
-    from emulators.registry import LocalRegistry
+    from emulators.common.registry import LocalRegistry
 
     generation = upload("emu-project_cloudbuild", "source/server.tgz", tarball(ROOT / "examples" / "server"))
     image = "us-central1-docker.pkg.dev/emu-project/mlops/server:${_TAG}"

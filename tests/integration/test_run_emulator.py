@@ -22,8 +22,8 @@ from google.api_core import exceptions
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.cloud import run_v2
 
-from emulators._proc import free_port, group_alive, pid_alive, port_open
-from emulators.registry import LocalRegistry
+from emulators.common.proc import free_port, group_alive, pid_alive, port_open
+from emulators.common.registry import LocalRegistry
 from emulators.run.launch import RunEmulator, start_run_emulator
 from shared import clients
 

@@ -15,7 +15,7 @@ from google.cloud import aiplatform_v1 as aip
 from google.cloud.devtools import cloudbuild_v1
 
 from emulators.apiserver.admin import EmulatorAdmin
-from emulators.registry import LocalRegistry
+from emulators.common.registry import LocalRegistry
 from tests.integration.api_emulators import (
     PROJECT,
     ROOT,

@@ -11,7 +11,7 @@ from emulators.apiserver.filtering import compile_filter
 from emulators.apiserver.paging import page
 from emulators.apiserver.routing import compile_template
 from emulators.cloudbuild.substitutions import Substituter, SubstitutionError, builtin_values, validate_keys
-from emulators.registry import (
+from emulators.common.registry import (
     DockerfileError,
     LocalRegistry,
     RegistryError,

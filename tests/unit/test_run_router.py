@@ -6,8 +6,8 @@ import pytest
 from google.cloud import run_v2
 
 from emulators.loadgen import LoadError, ensure_loopback, run_load
+from emulators.run.model import SPEC_FIELDS, ServicePb, copy_field, fingerprint, fingerprint_field
 from emulators.run.router import RevisionFault, SmoothWeighted
-from emulators.run.service import SPEC_FIELDS, ServicePb, _copy_field, _fingerprint, _fingerprint_field
 
 pytestmark = pytest.mark.unit
 
@@ -43,9 +43,9 @@ def test_template_fingerprint_sees_every_change_and_spec_copy_is_complete() -> N
         return run_v2.RevisionTemplate(containers=[run_v2.Container(image=image, env=variables)])
 
     pb = run_v2.RevisionTemplate.pb
-    assert _fingerprint(pb(template("i:1", A="1"))) == _fingerprint(pb(template("i:1", A="1")))
-    assert _fingerprint(pb(template("i:1", A="1"))) != _fingerprint(pb(template("i:1", A="2")))
-    assert _fingerprint(pb(template("i:1"))) != _fingerprint(pb(template("i:2")))
+    assert fingerprint(pb(template("i:1", A="1"))) == fingerprint(pb(template("i:1", A="1")))
+    assert fingerprint(pb(template("i:1", A="1"))) != fingerprint(pb(template("i:1", A="2")))
+    assert fingerprint(pb(template("i:1"))) != fingerprint(pb(template("i:2")))
 
     source = run_v2.Service.pb(
         run_v2.Service(
@@ -58,10 +58,10 @@ def test_template_fingerprint_sees_every_change_and_spec_copy_is_complete() -> N
     )
     copied = ServicePb()
     for name in SPEC_FIELDS:
-        _copy_field(source, copied, name)
+        copy_field(source, copied, name)
     assert copied.description == "d" and dict(copied.labels) == {"a": "b"} and copied.uri == ""
     assert copied.template == source.template and list(copied.traffic) == list(source.traffic)
-    assert _fingerprint_field(source, "labels") == _fingerprint_field(copied, "labels")
+    assert fingerprint_field(source, "labels") == fingerprint_field(copied, "labels")
 
 
 def test_load_generator_refuses_non_loopback_targets_and_unbounded_load() -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from emulators._proc import group_alive, http_ok
+from emulators.common.proc import group_alive, http_ok
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def cli(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -30,16 +30,17 @@ import requests
 from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
 from werkzeug.serving import make_server
 
-from emulators._proc import Started, free_port, http_ok, start_process, stop_group, wait_until
+from emulators.common.proc import Started, free_port, http_ok, start_process, stop_group, wait_until
 from emulators.storage import FINALIZED, StorageEmulatorAdmin, event_id
 
 pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
 PROJECT = "storage-emulator-test"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 MAX_ATTEMPTS = 4
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -435,6 +436,19 @@ def test_list_with_prefix_delimiter_and_pages(bucket: storage.Bucket) -> None:
     assert [b.name for b in bucket.list_blobs(max_results=3)] == names[:3]
 
 
+def test_deleting_while_listing_misses_nothing(bucket: storage.Bucket) -> None:
+    # Page tokens name the last entry, as GCS's do: deleting what a page listed does not shift the next one.
+    names = [f"batch/{index:02d}.txt" for index in range(7)]
+    for name in names:
+        bucket.blob(name).upload_from_string(b".")
+    deleted: list[str] = []
+    for blob in bucket.list_blobs(prefix="batch/", page_size=2):
+        blob.delete()
+        deleted.append(blob.name)
+    assert deleted == names
+    assert list(bucket.list_blobs(prefix="batch/")) == []
+
+
 # ------------------------------------------------------------------------ JSON API: metadata, copy, delete
 
 
@@ -714,3 +728,57 @@ def test_admin_wait_times_out_with_the_state(emulator: Emulator) -> None:
 
     with pytest.raises(TimeoutError, match="did not reach"):
         emulator.admin.wait_for_deliveries(never, timeout=0.2, bucket="no-such-bucket")
+
+
+# ----------------------------------------------------------------------- error shape and fault injection
+
+
+def test_errors_have_the_json_api_shape(emulator: Emulator, bucket: storage.Bucket) -> None:
+    bucket.blob("shape.txt").upload_from_string(b"x")
+    url = f"{emulator.url}/storage/v1/b/{bucket.name}/o/shape.txt"
+
+    failed = requests.get(url, params={"ifGenerationMatch": "1"}, timeout=5)
+    assert failed.status_code == 412
+    error = failed.json()["error"]
+    assert (error["code"], error["status"]) == (412, "FAILED_PRECONDITION")
+    assert error["errors"] == [{"message": error["message"], "domain": "global", "reason": "conditionNotMet"}]
+
+    missing = requests.get(f"{url}-missing", timeout=5)
+    assert (missing.status_code, missing.json()["error"]["errors"][0]["reason"]) == (404, "notFound")
+    token = requests.get(f"{emulator.url}/storage/v1/b/{bucket.name}/o", params={"pageToken": "!"}, timeout=5)
+    assert (token.status_code, token.json()["error"]["errors"][0]["reason"]) == (400, "invalid")
+    wrong_verb = requests.put(f"{emulator.url}/storage/v1/b/{bucket.name}/o", timeout=5)
+    assert wrong_verb.status_code == 405
+    assert requests.post(f"{emulator.url}/_emulator/health", timeout=5).status_code == 405
+    assert requests.get(f"{emulator.url}/_emulator/nothing", timeout=5).status_code == 404
+
+
+def test_injected_faults_and_latency_reach_the_client(emulator: Emulator, bucket: storage.Bucket) -> None:
+    admin = emulator.admin
+    blob = bucket.blob("flaky.txt")
+    blob.upload_from_string(b"flaky")
+    try:
+        admin.fail_next("storage.objects.get", "UNAVAILABLE")
+        with pytest.raises(exceptions.ServiceUnavailable):
+            blob.download_as_bytes(retry=None)
+        assert admin.faults()["faults"] == [], "the fault is spent by exactly one call"
+
+        # The client's own retry policy rides out transient failures, as it does against Cloud Storage.
+        admin.fail_next("objects.get", "UNAVAILABLE", count=2)
+        assert blob.download_as_bytes(retry=DEFAULT_RETRY.with_delay(initial=0.05, maximum=0.1)) == b"flaky"
+        assert admin.faults()["faults"] == []
+
+        # A refused upload stores nothing and emits no event.
+        admin.fail_next("objects.insert", "RESOURCE_EXHAUSTED")
+        with pytest.raises(exceptions.TooManyRequests):
+            bucket.blob("refused.txt").upload_from_string(b"no", retry=None)
+        assert bucket.get_blob("refused.txt") is None
+        assert [d["object"] for d in admin.deliveries(bucket=bucket.name)] == ["flaky.txt"]
+
+        admin.add_latency("objects.list", 0.3)
+        began = time.monotonic()
+        assert [b.name for b in bucket.list_blobs()] == ["flaky.txt"]
+        assert time.monotonic() - began >= 0.3
+    finally:
+        admin.clear_faults()
+    assert admin.faults() == {"faults": [], "latencies": []}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from emulators import official
-from emulators._proc import StackError, free_port, port_open
+from emulators.common.proc import StackError, free_port, port_open
+from emulators.stack import official
 
 pytestmark = pytest.mark.unit
 
