@@ -7,7 +7,9 @@ Then the sample trainer is built by the Cloud Build emulator (each status seen o
 as a Vertex AI CustomJob that writes its real model to the storage emulator, and registered in the Model
 Registry, and the result is announced through ``notify``. Finally the server image serves that model on the
 Cloud Run emulator, a misbehaving candidate revision takes 10% of real traffic, Cloud Monitoring shows its
-errors and latency per revision, and traffic is rolled back and verified by reading it back.
+errors and latency per revision, the canary verdict says why it fails, and traffic is rolled back and verified
+by reading it back. Build, training, registry, traffic and metrics go through the typed ports
+(``shared.ports``) and the verdict is ``shared.rollout.analysis``: the demo makes no such Google call itself.
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
-from emulators._proc import group_alive, wait_for
+from emulators.common.proc import group_alive, wait_for
 from emulators.stack import ROOT, Stack, applied_env
+
+if TYPE_CHECKING:
+    from shared.ports import Ports
 
 Check = Callable[[], Any]
 
@@ -67,6 +74,7 @@ def _scenario(env: dict[str, str], project: str) -> None:
     from shared.config import load_config
     from shared.events import new_envelope
     from shared.ledger import FirestoreLedger
+    from shared.ports import production_ports
     from shared.publisher import PubSubPublisher
 
     clients.reset()
@@ -124,8 +132,9 @@ def _scenario(env: dict[str, str], project: str) -> None:
     for record in rejected:
         _say(f"    rejected {record.event_id}: {record.reason}: {'; '.join(record.problems)}")
 
-    model_uri = _build_train_register(env, project, config.region, run_id, publisher, topic)
-    _canary(env, project, config.region, run_id, model_uri, publisher, topic)
+    ports = production_ports(config)
+    model_uri = _build_train_register(env, project, config.region, run_id, publisher, topic, ports)
+    _canary(env, project, config.region, run_id, model_uri, publisher, topic, ports)
 
     _say(f"▶ 11. the run ledger for {run_id}")
     run = wait_for("the run record", lambda: (r := ledger.get_run(run_id)) and len(r.steps) >= 4 and r)
@@ -134,37 +143,36 @@ def _scenario(env: dict[str, str], project: str) -> None:
 
 
 def _build_train_register(
-    env: dict[str, str], project: str, region: str, run_id: str, publisher: Any, topic: str
+    env: dict[str, str], project: str, region: str, run_id: str, publisher: Any, topic: str, ports: Ports
 ) -> str:
     """Steps 5-8; returns the gs:// folder of the trained model."""
     import importlib.util
 
     from google.api_core import exceptions
-    from google.api_core.future.polling import DEFAULT_POLLING
     from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
     from emulators.cloudbuild.sources import pack_source
     from shared import clients
     from shared.events import new_envelope
+    from shared.ports.builds import BuildRequest, BuildStatus, BuildStep, StorageSource
+    from shared.ports.registry import ModelUpload
+    from shared.ports.training import JobState, MachineSpec, TrainingJobSpec
 
-    polling = DEFAULT_POLLING.with_delay(initial=0.2, maximum=1.0, multiplier=1.5)
     storage = clients.storage()
     bucket_name = f"{project}-demo"
-    bucket = storage.bucket(bucket_name)
-    if not bucket.exists():
-        bucket = storage.create_bucket(bucket_name)
+    if not storage.bucket(bucket_name).exists():
+        storage.create_bucket(bucket_name)
 
     _say("▶ 5. the sample trainer's source and training data go to Cloud Storage")
-    source = bucket.blob("source/trainer.tgz")
-    source.upload_from_string(pack_source(ROOT / "examples" / "trainer"))
+    source = ports.objects.write(
+        bucket_name, "source/trainer.tgz", pack_source(ROOT / "examples" / "trainer")
+    )
     spec = importlib.util.spec_from_file_location("make_data", ROOT / "examples" / "trainer" / "make_data.py")
     assert spec is not None and spec.loader is not None
     make_data = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_data)
-    bucket.blob("data/train.csv").upload_from_string(make_data.make_csv(rows=400), content_type="text/csv")
-    _say(
-        f"    gs://{bucket_name}/source/trainer.tgz ({source.size} bytes), gs://{bucket_name}/data/train.csv"
-    )
+    ports.objects.write(bucket_name, "data/train.csv", make_data.make_csv(rows=400), content_type="text/csv")
+    _say(f"    {source.uri} ({source.size} bytes), gs://{bucket_name}/data/train.csv")
 
     _say("▶ 6. Cloud Build emulator builds the trainer image; statuses as seen on the cloud-builds topic")
     topics, subscriber = PublisherClient(), SubscriberClient()
@@ -174,16 +182,17 @@ def _build_train_register(
     watch = subscriber.subscription_path(project, f"demo-watch-{run_id}")
     subscriber.create_subscription(request={"name": watch, "topic": builds_topic})
     image = f"{region}-docker.pkg.dev/{project}/mlops/trainer:{run_id}"
-    operation = clients.cloud_build().create_build(
-        project_id=project,
-        build={
-            "source": {"storage_source": {"bucket": bucket_name, "object_": "source/trainer.tgz"}},
-            "steps": [{"name": "gcr.io/cloud-builders/docker", "args": ["build", "-t", image, "."]}],
-            "images": [image],
-            "tags": [f"run-{run_id}", "trainer"],
-        },
+    build_id = ports.builds.start(
+        BuildRequest(
+            steps=(BuildStep("gcr.io/cloud-builders/docker", ("build", "-t", image, ".")),),
+            images=(image,),
+            tags=(f"run-{run_id}", "trainer"),
+            source=StorageSource(bucket_name, "source/trainer.tgz", source.generation),
+        )
     )
-    build = operation.result(timeout=120, polling=polling)
+    build = wait_for(
+        "the trainer build", lambda: (b := ports.builds.get(build_id)).status.terminal and b, 120
+    )
     statuses: list[str] = []
     deadline = time.monotonic() + 15
     while "SUCCESS" not in statuses and "FAILURE" not in statuses and time.monotonic() < deadline:
@@ -198,63 +207,50 @@ def _build_train_register(
     subscriber.delete_subscription(request={"subscription": watch})
     subscriber.close()
     _say(f"    build {build.id}: {' → '.join(statuses)}")
-    digest = build.results.images[0].digest if build.results.images else "?"
-    _say(f"    image {image}@{digest[:19]}…")
-    if build.status.name != "SUCCESS":
-        raise RuntimeError(f"the trainer build ended {build.status.name}: {build.status_detail}")
+    _say(f"    image {image}@{(build.digest_of(image) or '?')[:19]}…")
+    if build.status is not BuildStatus.SUCCESS:
+        raise RuntimeError(f"the trainer build ended {build.status}: {build.status_detail}")
 
     _say("▶ 7. Vertex AI emulator runs the image as a CustomJob (the trainer really trains)")
-    parent = f"projects/{project}/locations/{region}"
     output = f"gs://{bucket_name}/runs/{run_id}"
-    jobs = clients.vertex_jobs()
-    job = jobs.create_custom_job(
-        parent=parent,
-        custom_job={
-            "display_name": f"train-{run_id}",
-            "labels": {"run_id": run_id},
-            "job_spec": {
-                "base_output_directory": {"output_uri_prefix": output},
-                "worker_pool_specs": [
-                    {
-                        "machine_spec": {"machine_type": "n1-standard-4"},
-                        "replica_count": 1,
-                        "container_spec": {
-                            "image_uri": image,
-                            "args": ["--data", f"gs://{bucket_name}/data/train.csv"],
-                        },
-                    }
-                ],
-            },
-        },
+    job = ports.training.submit(
+        TrainingJobSpec(
+            display_name=f"train-{run_id}",
+            image_uri=image,
+            args=("--data", f"gs://{bucket_name}/data/train.csv"),
+            labels={"run_id": run_id},
+            machine=MachineSpec("n1-standard-4"),
+            base_output_dir=output,
+        )
     )
-    states = [job.state.name]
+    states = [job.state.value]
     deadline = time.monotonic() + 180
-    while not job.state.name.endswith(("SUCCEEDED", "FAILED", "CANCELLED")) and time.monotonic() < deadline:
+    while not job.state.terminal and time.monotonic() < deadline:
         time.sleep(0.3)
-        job = jobs.get_custom_job(name=job.name)
-        if job.state.name != states[-1]:
-            states.append(job.state.name)
-    _say(f"    {job.name.rsplit('/', 1)[-1]}: {' → '.join(states)}")
-    if job.state.name != "JOB_STATE_SUCCEEDED":
-        raise RuntimeError(f"training ended {job.state.name}: {job.error.message}")
-    metrics = json.loads(bucket.blob(f"runs/{run_id}/model/metrics.json").download_as_bytes())
-    model_size = bucket.get_blob(f"runs/{run_id}/model/model.joblib").size
-    _say(f"    {output}/model/model.joblib ({model_size} bytes); metrics {json.dumps(metrics)[:80]}")
+        job = ports.training.get(job.name)
+        if job.state.value != states[-1]:
+            states.append(job.state.value)
+    _say(f"    {job.id}: {' → '.join(states)}")
+    if job.state is not JobState.SUCCEEDED:
+        raise RuntimeError(f"training ended {job.state}: {job.error_message}")
+    metrics = json.loads(ports.objects.read_text(bucket_name, f"runs/{run_id}/model/metrics.json"))
+    model_file = ports.objects.stat(bucket_name, f"runs/{run_id}/model/model.joblib")
+    _say(
+        f"    {output}/model/model.joblib ({model_file.size if model_file else '?'} bytes); "
+        f"metrics {json.dumps(metrics)[:80]}"
+    )
 
     _say("▶ 8. Model Registry: upload the model; a second upload becomes version 2")
-    models = clients.vertex_models()
-    first = models.upload_model(
-        parent=parent,
-        model={"display_name": "churn", "artifact_uri": f"{output}/model/", "labels": {"run_id": run_id}},
-    ).result(timeout=30, polling=polling)
-    second = models.upload_model(
-        request={
-            "parent": parent,
-            "parent_model": first.model,
-            "model": {"display_name": "churn", "artifact_uri": f"{output}/model/"},
-        }
-    ).result(timeout=30, polling=polling)
-    _say(f"    {first.model} versions {first.model_version_id} and {second.model_version_id}")
+    upload = ModelUpload(
+        model_id="churn",
+        display_name="churn",
+        artifact_uri=f"{output}/model/",
+        labels={"run_id": run_id},
+        metadata={"metrics": metrics},
+    )
+    first = ports.registry.upload(upload)
+    second = ports.registry.upload(replace(upload, labels={}))
+    _say(f"    {first.model} versions {first.version_id} and {second.version_id}")
     publisher.publish(
         topic,
         new_envelope(
@@ -264,9 +260,9 @@ def _build_train_register(
                 "kind": "training.succeeded",
                 "severity": "info",
                 "title": "New model version registered",
-                "context": {"model": "churn", "version": second.model_version_id, "metrics": metrics},
+                "context": {"model": "churn", "version": second.version_id, "metrics": metrics},
             },
-            event_id=f"{run_id}:model:{second.model_version_id}",
+            event_id=f"{run_id}:model:{second.version_id}",
         ),
     )
     wait_for("the model announcement", lambda: len(_sink(env)) >= 7)
@@ -275,154 +271,128 @@ def _build_train_register(
 
 
 def _canary(
-    env: dict[str, str], project: str, region: str, run_id: str, model_uri: str, publisher: Any, topic: str
+    env: dict[str, str],
+    project: str,
+    region: str,
+    run_id: str,
+    model_uri: str,
+    publisher: Any,
+    topic: str,
+    ports: Ports,
 ) -> None:
-    """Steps 9-10: the trained model served on Cloud Run, a bad candidate at 10%, metrics, rollback.
+    """Steps 9-10: the trained model served on Cloud Run, a bad candidate at 10%, metrics, verdict, rollback.
 
-    The canary verdict here is the demo's own check of the metrics; the rollout function that makes it
-    for real comes with a later issue.
+    The verdict is ``shared.rollout.analysis`` over the Metrics port's numbers; the rollout function that
+    acts on it comes with a later issue.
     """
     import yaml
-    from google.api_core.future.polling import DEFAULT_POLLING
-    from google.cloud import run_v2
 
     from emulators.cloudbuild.sources import pack_source
     from emulators.loadgen import run_load
-    from shared import clients
     from shared.events import new_envelope
+    from shared.ports.builds import BuildRequest, BuildStatus, StorageSource
+    from shared.ports.deployments import RevisionSpec, TrafficTarget, revision_name
+    from shared.rollout.analysis import Thresholds, Verdict, analyse
 
-    polling = DEFAULT_POLLING.with_delay(initial=0.2, maximum=1.0, multiplier=1.5)
+    service_name = "churn-predictor"
     _say("▶ 9. the server image is built, then serves the trained model on the Cloud Run emulator")
     bucket_name = f"{project}-demo"
-    clients.storage().bucket(bucket_name).blob("source/server.tgz").upload_from_string(
-        pack_source(ROOT / "examples" / "server")
-    )
+    source = ports.objects.write(bucket_name, "source/server.tgz", pack_source(ROOT / "examples" / "server"))
     image = f"{region}-docker.pkg.dev/{project}/mlops/server:{run_id}"
     build_config = yaml.safe_load((ROOT / "examples" / "server" / "cloudbuild.yaml").read_text())
-    build = (
-        clients.cloud_build()
-        .create_build(
-            project_id=project,
-            build={
-                "source": {"storage_source": {"bucket": bucket_name, "object_": "source/server.tgz"}},
-                "steps": build_config["steps"],
-                "images": build_config["images"],
-                "substitutions": {"_IMAGE": image},
-                "tags": [f"run-{run_id}", "server"],
-            },
+    build_id = ports.builds.start(
+        BuildRequest.from_config(
+            build_config,
+            source=StorageSource(bucket_name, "source/server.tgz", source.generation),
+            substitutions={"_IMAGE": image},
+            tags=[f"run-{run_id}", "server"],
         )
-        .result(timeout=120, polling=polling)
     )
-    _say(f"    build {build.id}: {build.status.name}, image {image}")
+    build = wait_for("the server build", lambda: (b := ports.builds.get(build_id)).status.terminal and b, 120)
+    _say(f"    build {build.id}: {build.status}, image {image}")
+    if build.status is not BuildStatus.SUCCESS:
+        raise RuntimeError(f"the server build ended {build.status}: {build.status_detail}")
 
-    services = clients.run_services()
-    revision_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+    deployments = ports.deployments
 
-    def container(**variables: str) -> run_v2.Container:
-        values = {"MODEL_URI": model_uri, **variables}
-        return run_v2.Container(image=image, env=[run_v2.EnvVar(name=k, value=v) for k, v in values.items()])
+    def revision(version: str, **variables: str) -> RevisionSpec:
+        return RevisionSpec(
+            name=revision_name(service_name, f"{run_id}-v{version}"),
+            image=image,
+            env={"MODEL_URI": model_uri, "MODEL_VERSION": version, **variables},
+            labels={"run-id": run_id, "model-version": version},
+        )
 
-    service = services.create_service(
-        parent=f"projects/{project}/locations/{region}",
-        service_id="churn-predictor",
-        service=run_v2.Service(template=run_v2.RevisionTemplate(containers=[container(MODEL_VERSION="1")])),
-    ).result(timeout=60, polling=polling)
-    stable = service.latest_ready_revision.rsplit("/", 1)[-1]
+    def settled(what: str, done: Callable[[Any], bool]) -> Any:
+        return wait_for(
+            what, lambda: (s := deployments.get_service(service_name)) and s.ready and done(s) and s, 60
+        )
+
+    stable_spec = revision("1")
+    stable = stable_spec.name
+    deployments.create_service(service_name, stable_spec)
+    service = settled("the service to serve", lambda s: s.serving() == [(stable, 100)])
     _say(f"    {service.uri} → {stable} (100%)")
 
-    # The candidate: same image, a misbehaving configuration (30% errors, +80 ms), pinned at 0% first.
-    service.traffic = [run_v2.TrafficTarget(type_=revision_type, revision=stable, percent=100)]
-    service.template = run_v2.RevisionTemplate(
-        containers=[
-            container(MODEL_VERSION="2", ERROR_RATE="0.3", ERROR_MODE="deterministic", EXTRA_LATENCY_MS="80")
-        ]
+    # The candidate: same image, a misbehaving configuration (30% errors, +80 ms), at 0% behind a tag first.
+    candidate_spec = revision("2", ERROR_RATE="0.3", ERROR_MODE="deterministic", EXTRA_LATENCY_MS="80")
+    candidate = candidate_spec.name
+    deployments.deploy_revision(service_name, candidate_spec, tag="candidate")
+    settled("the candidate to start", lambda s: (r := s.revision(candidate)) is not None and r.ready)
+    deployments.set_traffic(
+        service_name, [TrafficTarget(stable, 90), TrafficTarget(candidate, 10, "candidate")]
     )
-    service = services.update_service(service=service).result(timeout=60, polling=polling)
-    candidate = service.latest_created_revision.rsplit("/", 1)[-1]
-    service.traffic = [
-        run_v2.TrafficTarget(type_=revision_type, revision=stable, percent=90),
-        run_v2.TrafficTarget(type_=revision_type, revision=candidate, percent=10, tag="candidate"),
-    ]
-    service = services.update_service(service=service).result(timeout=60, polling=polling)
+    service = settled("the 90/10 split", lambda s: s.percent_of(candidate) == 10)
     split = ", ".join(
         f"{t.revision} {t.percent}%{' #' + t.tag if t.tag else ''}" for t in service.traffic_statuses
     )
     _say(f"    canary: {split}")
 
-    started = time.time()
+    started = datetime.now(UTC) - timedelta(seconds=1)
     body = {"instances": [[0.1, -0.4, 0.3, 1.2], [-1.0, 0.8, 0.0, 0.5]]}
     load = run_load(f"{service.uri}/predict", 1000, concurrency=4, max_seconds=60, json_body=body)
     _say(f"    1000 requests in {load.seconds:.1f}s: {load.summary()['byStatus']}")
 
     _say("▶ 10. Cloud Monitoring per revision (list_time_series), verdict, rollback verified by reading back")
-    monitoring = clients.monitoring()
-
-    service_filter = 'resource.labels.service_name = "churn-predictor"'
-
-    def series(metric: str, aggregation: dict[str, Any], extra: str = "") -> list[Any]:
-        now = time.time()
-        return list(
-            monitoring.list_time_series(
-                request={
-                    "name": f"projects/{project}",
-                    "filter": f'metric.type = "{metric}" AND {service_filter}{extra}',
-                    "interval": {
-                        "start_time": {"seconds": int(started) - 5},
-                        "end_time": {"seconds": int(now) + 1},
-                    },
-                    "aggregation": {
-                        "alignment_period": {"seconds": int(now) + 6 - int(started)},
-                        **aggregation,
-                    },
-                }
-            )
-        )
-
-    def counts() -> dict[str, dict[str, int]]:
-        result: dict[str, dict[str, int]] = {}
-        for item in series(
-            "run.googleapis.com/request_count",
-            {
-                "per_series_aligner": "ALIGN_DELTA",
-                "cross_series_reducer": "REDUCE_SUM",
-                "group_by_fields": ["resource.labels.revision_name", "metric.labels.response_code_class"],
-            },
-        ):
-            per_class = result.setdefault(item.resource.labels["revision_name"], {})
-            per_class[item.metric.labels["response_code_class"]] = sum(
-                p.value.int64_value for p in item.points
-            )
-        return result
-
-    by_revision = wait_for(
+    found = wait_for(
         "the metrics to be reported",
-        lambda: (c := counts()) and sum(sum(v.values()) for v in c.values()) >= 1000 and c,
+        lambda: (
+            (
+                m := ports.metrics.revision_metrics(
+                    service_name, started, datetime.now(UTC) + timedelta(seconds=1)
+                )
+            )
+            and m.requests >= 1000
+            and m
+        ),
     )
-    p95 = {
-        item.resource.labels["revision_name"]: item.points[0].value.double_value
-        for item in series(
-            "run.googleapis.com/request_latencies",
-            {"per_series_aligner": "ALIGN_PERCENTILE_95"},
-            ' AND metric.labels.response_code = "200"',
-        )
-    }
-    error_share: dict[str, float] = {}
-    for revision, per_class in sorted(by_revision.items()):
-        total = sum(per_class.values())
-        error_share[revision] = per_class.get("5xx", 0) / total
+    for name, numbers in sorted(found.revisions.items()):
+        share, p95 = numbers.share("5xx") or 0.0, numbers.latency.p95_ms
         _say(
-            f"    {revision:<28} {total:>4} requests, 5xx {error_share[revision]:.1%}, "
-            f"p95 {p95.get(revision, 0.0):.0f} ms"
+            f"    {name:<28} {numbers.requests:>4} requests, 5xx {share:.1%}, "
+            f"p95 {f'{p95:.0f} ms' if p95 is not None else 'n/a'}"
         )
-    verdict = "roll back" if error_share.get(candidate, 1.0) > 0.05 else "promote"
-    _say(f"    verdict: candidate 5xx {error_share.get(candidate, 1.0):.1%} > 5% → {verdict}")
-    service.traffic = [run_v2.TrafficTarget(type_=revision_type, revision=stable, percent=100)]
-    services.update_service(service=service).result(timeout=60, polling=polling)
-    read_back = services.get_service(name=service.name)
-    traffic = [(t.revision, t.percent) for t in read_back.traffic_statuses]
-    _say(f"    traffic read back: {traffic}")
-    if traffic != [(stable, 100)]:
-        raise RuntimeError(f"rollback not verified: traffic is {traffic}")
+    thresholds = Thresholds(min_requests=20, max_5xx_share=0.05, max_p95_ratio=2.0)
+    analysis = analyse(found.for_revision(candidate), found.for_revision(stable), thresholds)
+    decision = "promote" if analysis.verdict is Verdict.HEALTHY else "roll back"  # missing data is no pass
+    _say(f"    verdict: {analysis.verdict} → {decision}")
+    for reason in analysis.reasons:
+        _say(f"      · {reason}")
+    deployments.set_traffic(service_name, [TrafficTarget(stable, 100)])
+    expected = [(stable, 100)]
+    try:
+        read_back = wait_for(
+            "the rollback to be served",
+            lambda: (
+                (t := [(s.revision, s.percent) for s in deployments.get_traffic(service_name)]) == expected
+                and t
+            ),
+        )
+    except Exception as error:
+        raise RuntimeError(f"rollback not verified: {error}") from error
+    _say(f"    traffic read back: {read_back}")
+    errors = analysis.check("5xx_share")
+    observed = f"{errors.observed:.1%}" if errors is not None and errors.observed is not None else "n/a"
     publisher.publish(
         topic,
         new_envelope(
@@ -432,8 +402,8 @@ def _canary(
                 "kind": "rollout.rolled_back",
                 "severity": "warning",
                 "title": f"Canary {candidate} rolled back",
-                "text": f"candidate 5xx {error_share.get(candidate, 1.0):.1%}; all traffic on {stable}",
-                "context": {"service": "churn-predictor", "revision": candidate, "traffic": f"{stable} 100%"},
+                "text": f"candidate 5xx {observed}; all traffic on {stable}",
+                "context": {"service": service_name, "revision": candidate, "traffic": f"{stable} 100%"},
             },
             event_id=f"{run_id}:rollback:{candidate}",
         ),

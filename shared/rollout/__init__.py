@@ -1,0 +1,1 @@
+"""The rollout domain: the canary verdict now; the rollout state machine grows here."""
