@@ -11,11 +11,12 @@ Run ``python -m shared.config check FILE`` to validate a file before deploying i
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from shared.errors import ConfigError
+from shared.problems import Problems, Reader
 
 API_VERSION = "mlops.dev/v1"
 KIND = "Pipeline"
@@ -125,6 +127,8 @@ class PipelineConfig:
     triggers: tuple[Trigger, ...]
     buckets: tuple[BucketTrigger, ...]
     channels: tuple[Channel, ...]
+    #: How far in the future an event's publish time may be (clock skew) before it is refused as expired.
+    max_clock_skew_seconds: float = 300.0
 
     def topic_for(self, event_kind: str) -> str:
         """The full topic id (prefix applied) for an internal event kind."""
@@ -140,26 +144,25 @@ class PipelineConfig:
         return f"{self.topic_prefix}{trigger.function}--{trigger.topic}"
 
 
-class _Problems:
-    """Collects every problem found, each with its field path."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.items: list[str] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append(f"{path}: {message}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            listing = "\n".join(f"  {self.source}: {item}" for item in self.items)
-            raise ConfigError(
-                f"{self.source}: {len(self.items)} problem(s) in the pipeline configuration:\n{listing}",
-                problems=[f"{self.source}: {item}" for item in self.items],
-            )
+def _problems() -> Problems:
+    """The collector for one configuration file: YAML calls an object a mapping."""
+    return Problems(mapping_word="mapping", root="(document)")
 
 
-def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: _Problems) -> Any:
+def _config_error(source: str) -> Callable[[list[str]], ConfigError]:
+    """The ``raise_if_any`` factory: one error naming the file on every line."""
+
+    def build(items: list[str]) -> ConfigError:
+        listing = "\n".join(f"  {source}: {item}" for item in items)
+        return ConfigError(
+            f"{source}: {len(items)} problem(s) in the pipeline configuration:\n{listing}",
+            problems=[f"{source}: {item}" for item in items],
+        )
+
+    return build
+
+
+def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: Problems) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of the document."""
     if isinstance(value, str):
 
@@ -174,7 +177,10 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: _Probl
 
         return _ENV_REF.sub(substitute, value)
     if isinstance(value, dict):
-        return {key: _interpolate(item, f"{path}.{key}", env, problems) for key, item in value.items()}
+        return {
+            key: _interpolate(item, f"{path}.{key}" if path else str(key), env, problems)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_interpolate(item, f"{path}[{index}]", env, problems) for index, item in enumerate(value)]
     return value
@@ -191,110 +197,20 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, str):
         match = _DURATION.match(value.strip())
         if match:
-            number = float(match.group(1))
-            unit = match.group(2) or "s"
-            return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+            number = (
+                float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2) or "s"]
+            )
+            if math.isfinite(number):
+                return number
     raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 500ms, 10m, 1h)")
 
 
-class _Reader:
-    """Typed field access over a mapping, recording problems instead of raising."""
-
-    def __init__(self, data: Any, path: str, problems: _Problems) -> None:
-        self.path = path
-        self.problems = problems
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            problems.add(path, f"must be a mapping, got {type(data).__name__}")
-            data = {}
-        self.data: dict[str, Any] = data
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def unknown(self, allowed: set[str]) -> None:
-        for key in self.data:
-            if key not in allowed:
-                self.problems.add(self.at(str(key)), f"unknown field (allowed: {', '.join(sorted(allowed))})")
-
-    def string(self, key: str, default: str | None = None, required: bool = False) -> str | None:
-        value = self.data.get(key)
-        if value is None or value == "":
-            if required:
-                self.problems.add(self.at(key), "required")
-            return default
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        if not isinstance(value, str):
-            self.problems.add(self.at(key), f"must be a string, got {type(value).__name__}")
-            return default
-        return value
-
-    def number(self, key: str, default: float, minimum: float | None = None) -> float:
-        value = self.data.get(key, default)
-        try:
-            seconds = parse_duration(value)
-        except ValueError as error:
-            self.problems.add(self.at(key), str(error))
-            return default
-        if minimum is not None and seconds < minimum:
-            self.problems.add(self.at(key), f"must be at least {minimum:g}")
-        return seconds
-
-    def integer(self, key: str, default: int, minimum: int, maximum: int) -> int:
-        value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problems.add(self.at(key), f"must be an integer, got {value!r}")
-            return default
-        if not minimum <= value <= maximum:
-            self.problems.add(self.at(key), f"must be between {minimum} and {maximum}, got {value}")
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.data.get(key, default)
-        if not isinstance(value, bool):
-            self.problems.add(self.at(key), f"must be true or false, got {value!r}")
-            return default
-        return value
-
-    def child(self, key: str) -> _Reader:
-        return _Reader(self.data.get(key), self.at(key), self.problems)
-
-    def items(self, key: str) -> list[_Reader]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.problems.add(self.at(key), f"must be a list, got {type(value).__name__}")
-            return []
-        return [_Reader(item, f"{self.at(key)}[{index}]", self.problems) for index, item in enumerate(value)]
-
-    def string_list(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.data.get(key)
-        if value is None:
-            return default
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            self.problems.add(self.at(key), "must be a list of strings")
-            return default
-        return tuple(value)
-
-    def string_map(self, key: str) -> dict[str, str]:
-        value = self.data.get(key)
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.problems.add(self.at(key), "must be a mapping of strings")
-            return {}
-        result: dict[str, str] = {}
-        for name, item in value.items():
-            if not isinstance(item, (str, int, float)) or isinstance(item, bool):
-                self.problems.add(f"{self.at(key)}.{name}", "must be a string")
-                continue
-            result[str(name)] = str(item)
-        return result
+def _duration(reader: Reader, key: str, default: float, minimum: float) -> float:
+    """Seconds from a duration field (see :func:`parse_duration`), at least ``minimum``."""
+    seconds = reader.convert(key, parse_duration, default)
+    if seconds < minimum:
+        reader.add(key, f"must be at least {minimum:g}")
+    return seconds
 
 
 def _set_path(document: dict[str, Any], dotted: str, value: str) -> None:
@@ -309,12 +225,16 @@ def _set_path(document: dict[str, Any], dotted: str, value: str) -> None:
     node[parts[-1]] = value
 
 
-def _retry(reader: _Reader, defaults: RetryPolicy) -> RetryPolicy:
+def _retry(reader: Reader, defaults: RetryPolicy) -> RetryPolicy:
     reader.unknown({"ackDeadline", "minimumBackoff", "maximumBackoff", "maxDeliveryAttempts"})
     policy = RetryPolicy(
-        ack_deadline_seconds=int(reader.number("ackDeadline", defaults.ack_deadline_seconds, minimum=10)),
-        minimum_backoff_seconds=reader.number("minimumBackoff", defaults.minimum_backoff_seconds, minimum=0),
-        maximum_backoff_seconds=reader.number("maximumBackoff", defaults.maximum_backoff_seconds, minimum=0),
+        ack_deadline_seconds=int(_duration(reader, "ackDeadline", defaults.ack_deadline_seconds, minimum=10)),
+        minimum_backoff_seconds=_duration(
+            reader, "minimumBackoff", defaults.minimum_backoff_seconds, minimum=0
+        ),
+        maximum_backoff_seconds=_duration(
+            reader, "maximumBackoff", defaults.maximum_backoff_seconds, minimum=0
+        ),
         max_delivery_attempts=reader.integer(
             "maxDeliveryAttempts", defaults.max_delivery_attempts, minimum=5, maximum=100
         ),
@@ -328,7 +248,7 @@ def _retry(reader: _Reader, defaults: RetryPolicy) -> RetryPolicy:
     return policy
 
 
-def _channel(reader: _Reader, names: set[str]) -> Channel | None:
+def _channel(reader: Reader, names: set[str]) -> Channel | None:
     reader.unknown(
         {"name", "type", "url", "events", "minSeverity", "labels", "template", "headers", "smtp", "timeout"}
     )
@@ -389,27 +309,25 @@ def _channel(reader: _Reader, names: set[str]) -> Channel | None:
         template=template,
         headers=reader.string_map("headers"),
         smtp=smtp,
-        timeout_seconds=reader.number("timeout", 10.0, minimum=0.1),
+        timeout_seconds=_duration(reader, "timeout", 10.0, minimum=0.1),
     )
 
 
 def parse_config(document: Any, source: str, env: Mapping[str, str] | None = None) -> PipelineConfig:
     """Validate a parsed YAML document; raise :class:`ConfigError` listing every problem."""
     env = os.environ if env is None else env
-    problems = _Problems(source)
+    problems = _problems()
     if not isinstance(document, dict):
         problems.add("(document)", "must be a mapping with apiVersion, kind and spec")
-        problems.raise_if_any()
+        problems.raise_if_any(_config_error(source))
     document = _interpolate(document, "", env, problems)
-    # _interpolate builds paths with a leading dot at the top level; normalise them.
-    problems.items = [item.lstrip(".") for item in problems.items]
     spec_document = document.get("spec")
     if isinstance(spec_document, dict):
         for variable, dotted in ENV_OVERRIDES.items():
             if env.get(variable):
                 _set_path(spec_document, dotted, env[variable])
 
-    root = _Reader(document, "", problems)
+    root = problems.reader(document)
     root.unknown({"apiVersion", "kind", "metadata", "spec"})
     api_version = root.string("apiVersion", required=True)
     if api_version and api_version != API_VERSION:
@@ -440,11 +358,12 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
     ledger = spec.child("ledger")
     ledger.unknown({"collectionPrefix", "idempotencyTtl", "lease"})
     ledger_prefix = ledger.string("collectionPrefix", "") or ""
-    idempotency_ttl = ledger.number("idempotencyTtl", 7 * 24 * 3600.0, minimum=1)
-    lease = ledger.number("lease", 300.0, minimum=1)
+    idempotency_ttl = _duration(ledger, "idempotencyTtl", 7 * 24 * 3600.0, minimum=1)
+    lease = _duration(ledger, "lease", 300.0, minimum=1)
     events = spec.child("events")
-    events.unknown({"maxAge"})
-    max_age = events.number("maxAge", 24 * 3600.0, minimum=1)
+    events.unknown({"maxAge", "maxClockSkew"})
+    max_age = _duration(events, "maxAge", 24 * 3600.0, minimum=1)
+    max_clock_skew = _duration(events, "maxClockSkew", 300.0, minimum=0)
 
     default_retry = _retry(spec.child("eventing"), RetryPolicy())
 
@@ -495,7 +414,7 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
     names: set[str] = set()
     channels = [channel for item in notifications.items("channels") if (channel := _channel(item, names))]
 
-    problems.raise_if_any()
+    problems.raise_if_any(_config_error(source))
     return PipelineConfig(
         source=source,
         name=name,
@@ -510,6 +429,7 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
         triggers=tuple(triggers),
         buckets=tuple(buckets),
         channels=tuple(channels),
+        max_clock_skew_seconds=max_clock_skew,
     )
 
 

@@ -132,7 +132,7 @@ def rejection_reason(error: BaseException) -> RejectionReason:
 
 
 def http_status_for(error: BaseException) -> int:
-    """The HTTP status an HTTP function answers with for ``error``: 5xx means "retry", 4xx/2xx means "stop"."""
+    """The HTTP status an HTTP function answers for ``error``: 5xx means "retry", 4xx/2xx means "stop"."""
     if isinstance(error, PipelineError):
         return error.http_status
     return 503 if is_transient(error) else 500

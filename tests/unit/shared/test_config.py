@@ -11,7 +11,7 @@ from shared.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 MINIMAL = {
     "apiVersion": "mlops.dev/v1",
@@ -142,3 +142,20 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_clock_skew_has_a_default_and_is_validated_like_every_duration() -> None:
+    assert parse_config(MINIMAL, "x.yaml", env={}).max_clock_skew_seconds == 300.0
+    skewed = {**MINIMAL, "spec": {**MINIMAL["spec"], "events": {"maxAge": "1h", "maxClockSkew": "30s"}}}
+    assert parse_config(skewed, "x.yaml", env={}).max_clock_skew_seconds == 30.0
+    broken = {**MINIMAL, "spec": {**MINIMAL["spec"], "events": {"maxClockSkew": "soon"}}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(broken, "x.yaml", env={})
+    assert caught.value.problems == [
+        "x.yaml: spec.events.maxClockSkew: not a duration: 'soon' (use e.g. 30s, 500ms, 10m, 1h)"
+    ]
+
+
+def test_a_duration_too_large_for_a_float_is_a_problem_not_a_crash() -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("9" * 400)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,21 +25,27 @@ pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 22, 10, 0, 5, tzinfo=UTC)
 
 
-def runtime() -> Runtime:
-    config = parse_config(
-        {"apiVersion": "mlops.dev/v1", "kind": "Pipeline", "spec": {"project": "p"}}, "t", env={}
-    )
+def runtime(events: dict[str, Any] | None = None) -> Runtime:
+    spec: dict[str, Any] = {"project": "p", **({"events": events} if events else {})}
+    config = parse_config({"apiVersion": "mlops.dev/v1", "kind": "Pipeline", "spec": spec}, "t", env={})
     return Runtime(config, InMemoryLedger(), InMemoryPublisher(), RecordingTransport(), clock=lambda: NOW)
 
 
-def event(message_id: str = "m-1") -> CloudEvent:
-    data = push_envelope(json.dumps({"x": 1}), message_id=message_id, publish_time="2026-11-22T10:00:00Z")
+def event(
+    message_id: str = "m-1", publish_time: str = "2026-11-22T10:00:00Z", data: Any = None
+) -> CloudEvent:
+    if data is None:
+        data = push_envelope(json.dumps({"x": 1}), message_id=message_id, publish_time=publish_time)
     attributes = {
         "type": "google.cloud.pubsub.topic.v1.messagePublished",
         "source": "//pubsub/x",
         "id": message_id,
     }
     return CloudEvent(attributes, data)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def raising(error: Exception) -> Any:
@@ -64,15 +70,82 @@ def test_retryable_and_unexpected_errors_escape(error: Exception) -> None:
 
 
 @pytest.mark.parametrize(
-    "error",
-    [InvalidEvent("thing", ["a: required"]), PermanentError("bad"), KeyReuseError("k", "h1", "h2")],
+    ("error", "reason"),
+    [
+        (InvalidEvent("thing", ["a: required"]), "invalid"),
+        (PermanentError("bad"), "refused"),
+        (KeyReuseError("k", "h1", "h2"), "key_reuse"),
+    ],
 )
-def test_permanent_errors_are_recorded_and_acknowledged(error: Exception) -> None:
+def test_permanent_errors_are_recorded_and_acknowledged(error: Exception, reason: str) -> None:
     with use(runtime()) as current:
         assert run_pubsub("f", event("m-7"), raising(error)) == "rejected"
         [record] = current.ledger.list_rejected()
     assert record.event_id == "m-7"
+    assert record.reason == reason  # the RejectionReason's value, as the docs list them
     assert record.source.startswith("f:")
+
+
+def test_an_event_published_in_the_future_beyond_the_skew_is_expired() -> None:
+    seen: list[Any] = []
+    with use(runtime()) as current:
+        late = event("m-future", publish_time=iso(NOW + timedelta(minutes=10)))
+        assert run_pubsub("f", late, lambda message, _rt: seen.append(message)) == "expired"
+        within = event("m-soon", publish_time=iso(NOW + timedelta(minutes=4)))
+        assert run_pubsub("f", within, lambda message, _rt: seen.append(message)) == "done"
+        [record] = current.ledger.list_rejected()
+    assert [m.message_id for m in seen] == ["m-soon"]
+    assert (record.event_id, record.reason) == ("m-future", "expired")
+    assert list(record.problems) == [
+        "event published 2026-11-22T10:10:05+00:00 is 600s in the future, "
+        "over spec.events.maxClockSkew (300s)"
+    ]
+
+
+def test_the_clock_skew_is_configurable() -> None:
+    with use(runtime({"maxClockSkew": "0s"})):
+        assert (
+            run_pubsub("f", event(publish_time=iso(NOW + timedelta(seconds=2))), raising(KeyError()))
+            == "expired"
+        )
+    with use(runtime({"maxClockSkew": "1h"})):
+        assert (
+            run_pubsub("f", event(publish_time=iso(NOW + timedelta(minutes=50))), lambda _m, _r: None)
+            == "done"
+        )
+
+
+def test_a_deep_payload_already_parsed_is_recorded_not_a_recursion_error() -> None:
+    deep: Any = {}
+    for _ in range(20_000):
+        deep = {"a": deep}
+    with use(runtime()) as current:
+        assert (
+            run_pubsub("f", event("m-deep", data=deep), raising(AssertionError("never called"))) == "rejected"
+        )
+        [record] = current.ledger.list_rejected()
+    assert record.event_id == "m-deep"
+    assert list(record.problems) == ["(data): JSON nested deeper than 64 levels"]
+    assert isinstance(record.payload, str) and "not recorded" in record.payload
+
+
+def test_an_oversized_id_is_recorded_under_a_digest() -> None:
+    huge = "9" * 1_100_000
+    with use(runtime()) as current:
+        assert run_pubsub("f", event(huge), raising(AssertionError("never called"))) == "rejected"
+        assert run_pubsub("f", event(huge), raising(AssertionError("never called"))) == "rejected"
+        [record] = current.ledger.list_rejected()  # the same id twice: one record
+    assert record.event_id.startswith("sha256:") and len(record.event_id) == 71
+    assert list(record.problems) == ["message.messageId: must be at most 512 bytes, got 1100000"]
+
+
+def test_bytes_data_is_parsed_with_the_same_bounds() -> None:
+    raw = ("[" * 5000 + "]" * 5000).encode()
+    with use(runtime()) as current:
+        assert run_pubsub("f", event("m-b", data=raw), raising(AssertionError("never called"))) == "rejected"
+        [record] = current.ledger.list_rejected()
+    assert list(record.problems) == ["(data): JSON nested deeper than 64 levels"]
+    assert record.payload == raw.decode()
 
 
 def test_success() -> None:
@@ -88,3 +161,27 @@ def test_classification() -> None:
     assert is_permanent(KeyReuseError("k", "a", "b")) and not is_permanent(KeyError("x"))
     assert http_status_for(PermanentError("x")) == 400
     assert http_status_for(TransientError("x")) == 503
+
+
+def test_each_invocation_runs_inside_its_subscriptions_ack_deadline() -> None:
+    from shared import deadline as deadlines
+
+    spec: dict[str, Any] = {
+        "project": "p",
+        "topics": {"notification": "notifications"},
+        "triggers": [{"function": "notify", "event": "notification", "retry": {"ackDeadline": "20s"}}],
+    }
+    config = parse_config({"apiVersion": "mlops.dev/v1", "kind": "Pipeline", "spec": spec}, "t", env={})
+    test_runtime = Runtime(
+        config, InMemoryLedger(), InMemoryPublisher(), RecordingTransport(), clock=lambda: NOW
+    )
+    budgets: list[float] = []
+
+    def handle(_message: Any, _runtime: Runtime) -> None:
+        budgets.append(deadlines.current().budget)
+
+    with use(test_runtime):
+        assert run_pubsub("notify", event(), handle) == "done"
+        assert run_pubsub("other", event(message_id="m-2"), handle) == "done"
+    assert budgets == [16.0, 25.0]  # 20 s less 20 %; an unwired function gets the default 30 s less 5 s
+    assert deadlines.current().budget == deadlines.DEFAULT_BUDGET_SECONDS  # scoped to the invocation
