@@ -8,22 +8,14 @@ import functions_framework
 
 from shared import log
 from shared.events import PubSubMessage, envelope
-from shared.function import run_pubsub
+from shared.function import pubsub_endpoint
 from shared.notify import deliver_notification, parse_notification
 from shared.runtime import Runtime
 
 
 def handle(message: PubSubMessage, runtime: Runtime) -> None:
     notification = parse_notification(envelope(message))
-    config = runtime.config
-    report = deliver_notification(
-        notification,
-        config.channels,
-        runtime.ledger,
-        runtime.transport,
-        lease_seconds=config.lease_seconds,
-        ttl_seconds=config.idempotency_ttl_seconds,
-    )
+    report = deliver_notification(notification, runtime.config.channels, runtime.steps(), runtime.transport)
     log.info(
         "notification handled",
         function="notify",
@@ -35,7 +27,11 @@ def handle(message: PubSubMessage, runtime: Runtime) -> None:
     )
 
 
-@functions_framework.cloud_event
-def notify(cloud_event: Any) -> None:
-    """Entry point: a ``messagePublished`` CloudEvent (Eventarc) or a raw Pub/Sub push, converted."""
-    run_pubsub("notify", cloud_event, handle)
+@functions_framework.http
+def notify(request: Any) -> tuple[str, int]:
+    """Entry point: a raw Pub/Sub push or a ``messagePublished`` CloudEvent (Eventarc, binary or structured).
+
+    An HTTP function so that our adapter, not the framework's conversion, reads the body (see
+    ``shared.function``): every delivery ends recorded or retried, never as the framework's 400.
+    """
+    return pubsub_endpoint("notify", request, handle)

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shared import deadline as deadlines
 from shared.events import Envelope
 from shared.retry import with_retry
 
@@ -47,7 +48,7 @@ class PubSubPublisher:
             if ordering_key:
                 kwargs["ordering_key"] = ordering_key
             future = client.publish(topic_path, data, **kwargs)
-            return str(future.result(timeout=PUBLISH_TIMEOUT_SECONDS))
+            return str(future.result(timeout=deadlines.current().timeout(PUBLISH_TIMEOUT_SECONDS)))
 
         return with_retry(attempt)
 

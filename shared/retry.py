@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from shared import deadline as deadlines
 from shared.errors import is_transient
 
 T = TypeVar("T")
@@ -27,5 +28,8 @@ def with_retry(
         except Exception as error:
             if attempt == attempts or not is_transient(error):
                 raise
-            sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1))))
+            pause = random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))
+            if deadlines.current().remaining() <= pause:
+                raise  # no time left for another attempt inside this invocation
+            sleep(pause)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -1,4 +1,9 @@
-"""The dependencies a function needs, built lazily once per process; tests swap in fakes with ``use``."""
+"""What a function needs, built lazily once per process; tests swap in fakes with ``use``.
+
+A :class:`Runtime` carries the configuration, the two pieces of plumbing every step uses (the ledger and the
+publisher), the notification transport, and the typed ports for the Google services the chain drives
+(:class:`shared.ports.Ports`). Nothing else: domain code asks for a port, never for a raw client.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from shared.config import PipelineConfig, get_config
 from shared.ledger import Ledger
 from shared.notify import Transport
 from shared.publisher import Publisher
 
+if TYPE_CHECKING:
+    from shared.ports import Ports
+    from shared.steps import StepRunner
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _fake_ports() -> Ports:
+    from shared.ports import fake_ports
+
+    return fake_ports()
 
 
 @dataclass
@@ -24,7 +40,14 @@ class Runtime:
     ledger: Ledger
     publisher: Publisher
     transport: Transport
+    ports: Ports = field(default_factory=_fake_ports)  # production_runtime passes the real adapters
     clock: Callable[[], datetime] = field(default=utc_now)
+
+    def steps(self) -> StepRunner:
+        """A step runner over this runtime's ledger and publisher, bounded by the current deadline."""
+        from shared.steps import StepRunner
+
+        return StepRunner(self.ledger, self.publisher, self.config)
 
 
 _current: Runtime | None = None
@@ -32,10 +55,12 @@ _lock = threading.Lock()
 
 
 def production_runtime() -> Runtime:
-    """The real thing: Firestore ledger, Pub/Sub publisher, HTTP/SMTP notifier; clients made on first use."""
+    """The real thing: Firestore ledger, Pub/Sub publisher, HTTP/SMTP notifier, the Google services' ports;
+    every client is made on first use."""
     from shared import clients
     from shared.ledger import FirestoreLedger
     from shared.notify import HttpTransport
+    from shared.ports import production_ports
     from shared.publisher import PubSubPublisher
 
     config = get_config()
@@ -44,6 +69,7 @@ def production_runtime() -> Runtime:
         ledger=FirestoreLedger(clients.firestore(), prefix=config.ledger_prefix),
         publisher=PubSubPublisher(config.project),
         transport=HttpTransport(),
+        ports=production_ports(config),
     )
 
 

@@ -11,8 +11,8 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from emulators import sink
-from emulators._proc import free_port
+from emulators.common.proc import free_port
+from emulators.stack import sink
 from shared.config import Channel, parse_config
 from shared.errors import PermanentError, TransientError
 from shared.events import new_envelope

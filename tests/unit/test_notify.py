@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from shared.config import parse_config
+from shared.deadline import Deadline
 from shared.errors import PermanentError, TransientError
 from shared.events import new_envelope
 from shared.ledger import InMemoryLedger
 from shared.notify import RecordingTransport, accepts, deliver_notification, parse_notification, render
+from shared.publisher import InMemoryPublisher
+from shared.steps import StepRunner
 
 pytestmark = pytest.mark.unit
 
@@ -116,7 +119,8 @@ def test_invalid_notification_lists_problems() -> None:
 
 
 def deliver(config, ledger, transport, note=None):  # type: ignore[no-untyped-def]
-    return deliver_notification(note or notification(), config.channels, ledger, transport, 60, 3600)
+    runner = StepRunner(ledger, InMemoryPublisher(), config, Deadline(30))
+    return deliver_notification(note or notification(), config.channels, runner, transport)
 
 
 def test_delivers_once_per_channel_even_when_delivered_twice() -> None:
