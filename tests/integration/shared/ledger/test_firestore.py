@@ -17,7 +17,6 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
-from emulators.stack import Stack, applied_env
 from shared.errors import TransientError, is_transient
 from shared.ledger import FirestoreLedger, Ledger, LedgerTimeoutError, RunStatus, StepStatus
 from tests.contract.ledger import FakeClock, LedgerContract, run_concurrently
@@ -26,21 +25,6 @@ from tests.contract.ledger_input import LedgerInputContract
 pytestmark = pytest.mark.integration
 
 PROJECT = "ledger-contract-test"
-
-
-@pytest.fixture(scope="module")
-def firestore_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[firestore.Client]:
-    stack = Stack(tmp_path_factory.mktemp("firestore"), project=PROJECT, components=["firestore"])
-    state = stack.up(progress=lambda _line: None)
-    try:
-        with applied_env(state.env):
-            client = firestore.Client(project=PROJECT, credentials=AnonymousCredentials())
-            try:
-                yield client
-            finally:
-                client.close()
-    finally:
-        stack.down(progress=lambda _line: None)
 
 
 class TestFirestoreLedger(LedgerContract, LedgerInputContract):
