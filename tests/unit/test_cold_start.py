@@ -16,6 +16,10 @@ HEAVY = (
     "google.cloud.run_v2",
     "google.cloud.devtools.cloudbuild_v1",
     "google.cloud.monitoring_v3",
+    "google.cloud.storage",
+    "pandas",
+    "pandera",
+    "numpy",
 )
 
 
