@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from shared.chainconfig import EMPTY as EMPTY_CHAIN
+from shared.chainconfig import ChainConfig, parse_chain
 from shared.errors import ConfigError
 from shared.problems import Problems, Reader
 
@@ -44,6 +46,10 @@ CHANNEL_TYPES = ("slack", "google_chat", "webhook", "email")
 #: The internal event kinds and their default topic names (before the prefix).
 DEFAULT_TOPICS: dict[str, str] = {
     "notification": "notifications",
+    "training.requested": "training-requests",
+    "training.state": "training-states",
+    "drift.alert": "drift-alerts",  # published by a Cloud Monitoring notification channel (external)
+    "approval.decision": "approvals",  # the approval decision contract (docs/events.md)
 }
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -127,6 +133,7 @@ class PipelineConfig:
     triggers: tuple[Trigger, ...]
     buckets: tuple[BucketTrigger, ...]
     channels: tuple[Channel, ...]
+    chain: ChainConfig = field(default_factory=lambda: EMPTY_CHAIN)
     #: How far in the future an event's publish time may be (clock skew) before it is refused as expired.
     max_clock_skew_seconds: float = 300.0
 
@@ -350,6 +357,10 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
             "triggers",
             "buckets",
             "notifications",
+            "push",
+            "artifacts",
+            "datasets",
+            "models",
         }
     )
     project = spec.string("project", required=True) or ""
@@ -414,6 +425,8 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
     names: set[str] = set()
     channels = [channel for item in notifications.items("channels") if (channel := _channel(item, names))]
 
+    chain = parse_chain(spec, source, _duration, project, region)
+
     problems.raise_if_any(_config_error(source))
     return PipelineConfig(
         source=source,
@@ -430,6 +443,7 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
         buckets=tuple(buckets),
         channels=tuple(channels),
         max_clock_skew_seconds=max_clock_skew,
+        chain=chain,
     )
 
 
