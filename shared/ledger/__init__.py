@@ -1,4 +1,5 @@
-"""The ledger: idempotency records, run records and rejected events, in Firestore or in memory.
+"""The ledger: idempotency records, run records, rejected events and state documents, in Firestore or in
+memory.
 
 The contract is :class:`Ledger` (:mod:`shared.ledger.protocol`, written down once); the values are in
 :mod:`~shared.ledger.model`, the errors in :mod:`~shared.ledger.errors`, the decisions both backends share in
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.ledger.errors import (
+    DocConflictError,
     InvalidLedgerInput,
     KeyReuseError,
     LeaseLostError,
@@ -23,12 +25,14 @@ from shared.ledger.errors import (
 from shared.ledger.firestore import DEFAULT_TIMEOUT_SECONDS, FirestoreLedger
 from shared.ledger.memory import InMemoryLedger
 from shared.ledger.model import (
+    MAX_COLLECTION_BYTES,
     MAX_JSON_BYTES,
     MAX_LABEL_KEY_BYTES,
     MAX_LABEL_VALUE_BYTES,
     MAX_LABELS,
     MAX_NAME_BYTES,
     MAX_PROBLEM_BYTES,
+    MAX_QUERYABLE_TEXT_BYTES,
     MAX_REJECTED_ID_BYTES,
     MAX_REJECTED_PAYLOAD_BYTES,
     MAX_REJECTED_PROBLEMS,
@@ -43,6 +47,7 @@ from shared.ledger.model import (
     RunStatus,
     Step,
     StepStatus,
+    StoredDoc,
     canonical_json,
     payload_hash,
 )
@@ -50,18 +55,21 @@ from shared.ledger.protocol import Ledger
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
+    "MAX_COLLECTION_BYTES",
     "MAX_JSON_BYTES",
     "MAX_LABELS",
     "MAX_LABEL_KEY_BYTES",
     "MAX_LABEL_VALUE_BYTES",
     "MAX_NAME_BYTES",
     "MAX_PROBLEM_BYTES",
+    "MAX_QUERYABLE_TEXT_BYTES",
     "MAX_REJECTED_ID_BYTES",
     "MAX_REJECTED_PAYLOAD_BYTES",
     "MAX_REJECTED_PROBLEMS",
     "Claim",
     "ClaimStatus",
     "Clock",
+    "DocConflictError",
     "FirestoreLedger",
     "IdempotencyRecord",
     "InMemoryLedger",
@@ -80,6 +88,7 @@ __all__ = [
     "RunStatus",
     "Step",
     "StepStatus",
+    "StoredDoc",
     "canonical_json",
     "payload_hash",
 ]

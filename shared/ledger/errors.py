@@ -70,3 +70,14 @@ class LedgerContentionError(LedgerError, TransientError):
 class LedgerTimeoutError(LedgerError, DeadlineExceeded):
     """The call did not finish within its timeout: the store is down, unreachable or too slow (the message
     names the last failure), or no time was left to start."""
+
+
+class DocConflictError(LedgerError, TransientError):
+    """``put_doc`` lost a race: ``create_only`` and the document exists, or ``expect_version`` is no longer
+    the stored version (or the document is gone). Nothing was written; re-read it and decide again."""
+
+    def __init__(self, collection: str, doc_id: str, why: str) -> None:
+        self.collection = collection
+        self.doc_id = doc_id
+        self.why = why
+        super().__init__(f"document {shown(doc_id)} in {collection!r} changed meanwhile: {why}")

@@ -6,6 +6,7 @@ Layout (``prefix`` isolates tests and deployments)::
     {prefix}runs/{doc_id(run_id)}                       runs
     {prefix}runs/{doc_id(run_id)}/steps/{doc_id(step)}  one document per step
     {prefix}rejected/{sha256(event_id)}                 rejected events
+    {prefix}{collection}/{doc_id(doc_id)}               state documents (``put_doc``)
 
 Document ids are bounded and never refused, whatever the name (:func:`shared.ledger.rules.doc_id`: a safe
 run id or step name is its own id, anything else a readable prefix, ``~`` and its sha256); the name itself is
@@ -26,8 +27,16 @@ Firestore call gets what is left of it, with the client's own retry switched off
 outage for minutes. A transient failure (unavailable, aborted, ...) re-runs the read-decide-write round after
 a short jittered pause while time remains; then :class:`~shared.ledger.errors.LedgerTimeoutError`.
 
+A state document is ``{doc_id, data_json, fields, updated_at, token}``: ``data_json`` keeps the data exactly,
+``fields`` is a native map of its queryable top-level fields (:func:`shared.ledger.rules.queryable_fields`)
+that ``query_docs`` filters (``fields.NAME == value``) and orders on. Its ``version`` is the document's
+``update_time`` as RFC 3339 text (nanoseconds kept), and ``expect_version`` becomes an update precondition on
+exactly that time: a compare-and-set is one conditional write, no read. ``token`` tells our own write, landed
+before a reported failure and retried, from another writer's.
+
 ``list_runs(status=...)`` needs a composite index on ``runs``: ``status`` ascending, ``started_at``
-descending.
+descending. ``query_docs`` with equality filters and an ``order_by`` on another field needs one per shape,
+e.g. on ``members``: ``fields.dataset``, ``fields.batched``, ``fields.seen_at``, all ascending.
 """
 
 from __future__ import annotations
@@ -45,7 +54,12 @@ from google.api_core import exceptions as api_exceptions
 
 from shared.errors import is_transient
 from shared.ledger import rules
-from shared.ledger.errors import LedgerContentionError, LedgerTimeoutError, RunNotFoundError
+from shared.ledger.errors import (
+    DocConflictError,
+    LedgerContentionError,
+    LedgerTimeoutError,
+    RunNotFoundError,
+)
 from shared.ledger.model import (
     Claim,
     Clock,
@@ -57,6 +71,7 @@ from shared.ledger.model import (
     RunStatus,
     Step,
     StepStatus,
+    StoredDoc,
     canonical_json,
 )
 
@@ -471,8 +486,129 @@ class FirestoreLedger:
 
         return self._within("listing rejected events", timeout, attempt)
 
+    # State documents --------------------------------------------------------------------------------------
+
+    def _doc_ref(self, collection: str, doc_id: str) -> DocumentReference:
+        return self._collection(collection).document(rules.doc_id(doc_id))
+
+    def get_doc(self, collection: str, doc_id: str, *, timeout: float | None = None) -> StoredDoc | None:
+        rules.check_collection(collection)
+        rules.check_name("document id", doc_id)
+        ref = self._doc_ref(collection, doc_id)
+
+        def attempt(budget: _Budget) -> StoredDoc | None:
+            snapshot = ref.get(retry=None, timeout=budget.left())
+            return _stored_doc(collection, snapshot) if snapshot.exists else None
+
+        return self._within("reading a state document", timeout, attempt)
+
+    def put_doc(
+        self,
+        collection: str,
+        doc_id: str,
+        data: JsonObject,
+        *,
+        create_only: bool = False,
+        expect_version: str | None = None,
+        timeout: float | None = None,
+    ) -> StoredDoc:
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        rules.check_collection(collection)
+        rules.check_name("document id", doc_id)
+        stored = rules.json_copy("document data", data)
+        rules.check_put_mode(create_only, expect_version)
+        option: Any = None
+        if expect_version is not None:
+            update_time = Timestamp()
+            try:
+                update_time.FromJsonString(expect_version)  # RFC 3339, nanoseconds kept
+                option = self._client.write_option(last_update_time=update_time)
+            except ValueError:
+                raise DocConflictError(collection, doc_id, "that version was never one of it") from None
+        ref = self._doc_ref(collection, doc_id)
+        token = rules.new_token()
+        fields = rules.queryable_fields(stored)
+
+        def attempt(budget: _Budget) -> StoredDoc:
+            now = self._now()
+            doc = {
+                "doc_id": doc_id,
+                "data_json": canonical_json(stored),
+                "fields": fields,  # replaced whole by update(): no field of an older version lingers
+                "updated_at": now,
+                "token": token,
+            }
+            try:
+                if create_only:
+                    written = ref.create(doc, retry=None, timeout=budget.left())
+                elif option is not None:
+                    written = ref.update(doc, option=option, retry=None, timeout=budget.left())
+                else:
+                    written = ref.set(doc, retry=None, timeout=budget.left())
+            except (*_CONFLICT, *_LOST_RACE) as error:
+                # A retried write whose first try landed conflicts with itself: our token says so.
+                snapshot = ref.get(retry=None, timeout=budget.left())
+                if snapshot.exists and _fields(snapshot).get("token") == token:
+                    return _stored_doc(collection, snapshot)
+                why = (
+                    "it exists already"
+                    if isinstance(error, _CONFLICT)
+                    else "it was written since that version"
+                )
+                if not snapshot.exists and not create_only:
+                    why = "it no longer exists"
+                raise DocConflictError(collection, doc_id, why) from None
+            return StoredDoc(collection, doc_id, stored, _version(written.update_time), now)
+
+        return self._within("writing a state document", timeout, attempt)
+
+    def query_docs(
+        self,
+        collection: str,
+        *,
+        equals: Mapping[str, str | int | bool] | None = None,
+        order_by: str = "",
+        limit: int = 100,
+        timeout: float | None = None,
+    ) -> list[StoredDoc]:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        rules.check_collection(collection)
+        filters = rules.check_doc_query(equals, order_by)
+        if limit <= 0:
+            return []
+        query: Query | CollectionReference = self._collection(collection)
+        for name, value in filters.items():
+            query = query.where(filter=FieldFilter(f"fields.{name}", "==", value))
+        # Ordering on a field held equal changes nothing (ties go by document id) and Firestore may refuse it.
+        if order_by and order_by not in filters:
+            query = query.order_by(f"fields.{order_by}")
+        query = query.limit(limit)
+
+        def attempt(budget: _Budget) -> list[StoredDoc]:
+            return [_stored_doc(collection, doc) for doc in query.stream(retry=None, timeout=budget.left())]
+
+        return self._within("querying state documents", timeout, attempt)
+
 
 # Documents --------------------------------------------------------------------------------------------------
+
+
+def _version(update_time: Any) -> str:
+    """A document's ``update_time`` (a ``DatetimeWithNanoseconds``) as the text ``put_doc`` takes back."""
+    return str(update_time.rfc3339())
+
+
+def _stored_doc(collection: str, snapshot: _Snapshot) -> StoredDoc:
+    doc = _fields(snapshot)
+    return StoredDoc(
+        collection=collection,
+        doc_id=str(doc["doc_id"]),
+        data=rules.load_object(str(doc["data_json"])),
+        version=_version(snapshot.update_time),
+        updated_at=rules.as_utc(doc["updated_at"]),
+    )
 
 
 def _fields(snapshot: _Snapshot) -> dict[str, Any]:

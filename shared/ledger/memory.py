@@ -5,17 +5,20 @@ atomically, so there are no races to lose. It stores copies (canonical JSON roun
 copies, so a caller mutating a result or a step detail never changes the ledger, exactly as with a remote
 store. ``timeout`` is accepted for the contract and has nothing to bound: no call waits on anything but the
 lock, which is held only while deciding.
+
+State documents get their ``version`` from one counter for the whole ledger, bumped by every write, so a
+version is never reused (a document deleted and written again cannot match an old one).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shared.ledger import rules
-from shared.ledger.errors import RunNotFoundError
+from shared.ledger.errors import DocConflictError, RunNotFoundError
 from shared.ledger.model import (
     Claim,
     Clock,
@@ -26,8 +29,17 @@ from shared.ledger.model import (
     RunStatus,
     Step,
     StepStatus,
+    StoredDoc,
     canonical_json,
 )
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """A stored state document with its queryable fields, derived once when written."""
+
+    doc: StoredDoc
+    fields: dict[str, rules.FieldValue]
 
 
 class InMemoryLedger:
@@ -40,6 +52,8 @@ class InMemoryLedger:
         self._runs: dict[str, Run] = {}
         self._steps: dict[str, dict[str, Step]] = {}
         self._rejected: dict[str, RejectedEvent] = {}  # by the whole event id, as given
+        self._docs: dict[str, dict[str, _Doc]] = {}  # collection -> doc id, as given -> document
+        self._doc_versions = 0
 
     def _now(self) -> datetime:
         return rules.clock_now(self._clock)
@@ -198,6 +212,67 @@ class InMemoryLedger:
             )
             return [_copy_rejected(event) for _, event in reversed(by_id[-limit:])]
 
+    # State documents --------------------------------------------------------------------------------------
+
+    def get_doc(self, collection: str, doc_id: str, *, timeout: float | None = None) -> StoredDoc | None:
+        rules.check_collection(collection)
+        rules.check_name("document id", doc_id)
+        with self._lock:
+            stored = self._docs.get(collection, {}).get(doc_id)
+            return None if stored is None else _copy_doc(stored.doc)
+
+    def put_doc(
+        self,
+        collection: str,
+        doc_id: str,
+        data: JsonObject,
+        *,
+        create_only: bool = False,
+        expect_version: str | None = None,
+        timeout: float | None = None,
+    ) -> StoredDoc:
+        rules.check_collection(collection)
+        rules.check_name("document id", doc_id)
+        stored = rules.json_copy("document data", data)
+        rules.check_put_mode(create_only, expect_version)
+        with self._lock:
+            docs = self._docs.setdefault(collection, {})
+            current = docs.get(doc_id)
+            if create_only and current is not None:
+                raise DocConflictError(collection, doc_id, "it exists already")
+            if expect_version is not None:
+                if current is None:
+                    raise DocConflictError(collection, doc_id, "it no longer exists")
+                if current.doc.version != expect_version:
+                    raise DocConflictError(collection, doc_id, "it was written since that version")
+            self._doc_versions += 1
+            doc = StoredDoc(collection, doc_id, stored, str(self._doc_versions), self._now())
+            docs[doc_id] = _Doc(doc, rules.queryable_fields(stored))
+            return _copy_doc(doc)
+
+    def query_docs(
+        self,
+        collection: str,
+        *,
+        equals: Mapping[str, str | int | bool] | None = None,
+        order_by: str = "",
+        limit: int = 100,
+        timeout: float | None = None,
+    ) -> list[StoredDoc]:
+        rules.check_collection(collection)
+        filters = rules.check_doc_query(equals, order_by)
+        if limit <= 0:
+            return []
+        with self._lock:
+            found = [
+                stored
+                for stored in self._docs.get(collection, {}).values()
+                if rules.doc_matches(stored.fields, filters) and (not order_by or order_by in stored.fields)
+            ]
+            # Ties are broken as Firestore breaks them: by document id (the stored one), ascending.
+            found.sort(key=lambda s: rules.doc_order_key(s.fields, order_by, rules.doc_id(s.doc.doc_id)))
+            return [_copy_doc(stored.doc) for stored in found[:limit]]
+
 
 def _copy(obj: JsonObject) -> JsonObject:
     return rules.load_object(canonical_json(obj))
@@ -213,3 +288,7 @@ def _copy_step(step: Step) -> Step:
 
 def _copy_rejected(event: RejectedEvent) -> RejectedEvent:
     return event if isinstance(event.payload, str) else replace(event, payload=_copy(event.payload))
+
+
+def _copy_doc(doc: StoredDoc) -> StoredDoc:
+    return replace(doc, data=_copy(doc.data))

@@ -43,6 +43,12 @@ MAX_REJECTED_PAYLOAD_BYTES = 256 * 1024
 #: ... and at most this many problems of at most this size each.
 MAX_REJECTED_PROBLEMS = 100
 MAX_PROBLEM_BYTES = 1_000
+#: A state document's collection name: a short slug (the ledger prefixes it, so it stays a valid
+#: Firestore collection id), never one of the ledger's own collections.
+MAX_COLLECTION_BYTES = 40
+#: The longest text a state document query can match on: Firestore compares only the first 1,500 bytes of
+#: an indexed string, so longer top-level texts are not queryable at all (in every backend alike).
+MAX_QUERYABLE_TEXT_BYTES = 1_500
 
 
 class ClaimStatus(enum.Enum):
@@ -157,6 +163,18 @@ class RejectedEvent:
     payload: JsonObject | str
     payload_truncated: bool
     recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredDoc:
+    """A state document as stored: its ``data`` (a copy), and the ``version`` to hand back to ``put_doc`` as
+    ``expect_version`` for a compare-and-set. ``updated_at`` comes from the ledger's clock."""
+
+    collection: str
+    doc_id: str
+    data: JsonObject
+    version: str
+    updated_at: datetime
 
 
 def canonical_json(obj: object) -> str:

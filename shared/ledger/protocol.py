@@ -66,6 +66,32 @@ payload's JSON text to :data:`~shared.ledger.model.MAX_REJECTED_PAYLOAD_BYTES` (
 ``payload_truncated``); a payload that is not a JSON object (or not JSON at all) is kept as text, and a lone
 surrogate in a text becomes the six characters ``\\ud800``.
 
+State documents
+===============
+Small JSON documents the chain keeps between events (data members awaiting a batch, batch records, drift
+windows, pointers such as the newest image built), addressed by ``collection`` and ``doc_id``:
+``StoredDoc(collection, doc_id, data, version, updated_at)``.
+
+* ``collection`` — a lowercase slug of at most :data:`~shared.ledger.model.MAX_COLLECTION_BYTES` (``a-z``
+  first, then ``a-z0-9_-``), never one of the ledger's own (``idempotency``, ``runs``, ``rejected``); the
+  backend applies its prefix. ``doc_id`` — any text, with the same rules as a key; stored exactly.
+* ``data`` — a JSON object, with the same limits as ``result``; handed out as a copy.
+* ``version`` — opaque text that changes on every write (Firestore: the document's ``update_time``).
+  ``put_doc(expect_version=v)`` writes only if the stored version is still ``v``
+  (compare-and-set); ``put_doc(create_only=True)`` only if the document does not exist. A write that
+  loses either race raises :class:`~shared.ledger.errors.DocConflictError` (transient: re-read, decide
+  again) and changes nothing; of concurrent compare-and-sets from one version exactly one wins. Without
+  either, ``put_doc`` overwrites.
+* ``updated_at`` — from the ledger's clock at the write.
+* Queries — ``query_docs`` filters on equality of top-level fields and orders ascending by one top-level
+  field. A top-level field is *queryable* when its name is a plain identifier (``[A-Za-z_][A-Za-z0-9_]*``,
+  at most 100 characters, not ``__x__``) and its value is null, a boolean, a number (an integer within 64
+  bits) or text of at most :data:`~shared.ledger.model.MAX_QUERYABLE_TEXT_BYTES`; other fields are stored
+  but never match a filter. As in Firestore: a boolean equals only a boolean; ``order_by`` leaves out
+  documents without that field and orders null < booleans < numbers < text; ties (and everything, without
+  ``order_by``) go by document id. In production Firestore each equality + ``order_by`` shape needs a
+  composite index (see :mod:`shared.ledger.firestore`).
+
 Stored objects and limits
 =========================
 ``result``, ``cause`` and ``detail`` must be JSON objects of at most
@@ -81,12 +107,12 @@ Every error is one of :mod:`shared.errors`' two kinds (see :mod:`shared.ledger.e
   id or step name; a value that is not storable JSON or is over a limit) and
   :class:`~shared.ledger.errors.KeyReuseError`. The call changed nothing.
 * transient — :class:`~shared.ledger.errors.LeaseLostError`, :class:`~shared.ledger.errors.RunNotFoundError`,
-  :class:`~shared.ledger.errors.LedgerContentionError`, and
+  :class:`~shared.ledger.errors.LedgerContentionError`, :class:`~shared.ledger.errors.DocConflictError`, and
   :class:`~shared.ledger.errors.LedgerUnavailableError` (the store did not answer in time;
   :class:`~shared.ledger.errors.LedgerTimeoutError` when the time budget ran out).
 
 Only caller bugs raise plain :class:`ValueError` (a non-positive lease or TTL, ``finish_run`` to
-``RUNNING``, a naive clock).
+``RUNNING``, a naive clock, ``put_doc`` with both ``create_only`` and ``expect_version``).
 
 Timeouts
 ========
@@ -110,12 +136,14 @@ from shared.ledger.model import (
     RunStatus,
     Step,
     StepStatus,
+    StoredDoc,
 )
 
 
 @runtime_checkable
 class Ledger(Protocol):
-    """Idempotency records, run records and rejected events, as the module docstring specifies."""
+    """Idempotency records, run records, rejected events and state documents, as the module docstring
+    specifies."""
 
     def claim(
         self,
@@ -209,4 +237,36 @@ class Ledger(Protocol):
 
     def list_rejected(self, limit: int = 100, *, timeout: float | None = None) -> list[RejectedEvent]:
         """Up to ``limit`` rejected events, most recently recorded first; empty for ``limit <= 0``."""
+        ...
+
+    def get_doc(self, collection: str, doc_id: str, *, timeout: float | None = None) -> StoredDoc | None:
+        """The state document, or None when it does not exist."""
+        ...
+
+    def put_doc(
+        self,
+        collection: str,
+        doc_id: str,
+        data: JsonObject,
+        *,
+        create_only: bool = False,
+        expect_version: str | None = None,
+        timeout: float | None = None,
+    ) -> StoredDoc:
+        """Write ``data`` as the whole document and return it as stored (with its new ``version``).
+        :class:`~shared.ledger.errors.DocConflictError` when ``create_only`` and it exists, or when
+        ``expect_version`` is given and the stored version differs (or the document is gone)."""
+        ...
+
+    def query_docs(
+        self,
+        collection: str,
+        *,
+        equals: Mapping[str, str | int | bool] | None = None,
+        order_by: str = "",
+        limit: int = 100,
+        timeout: float | None = None,
+    ) -> list[StoredDoc]:
+        """Up to ``limit`` documents whose queryable fields equal ``equals``, ascending by ``order_by`` (a
+        top-level field; documents without it are left out), then by document id; empty for ``limit <= 0``."""
         ...

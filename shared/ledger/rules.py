@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.ledger.errors import InvalidLedgerInput, KeyReuseError, LeaseLostError
 from shared.ledger.model import (
+    MAX_COLLECTION_BYTES,
     MAX_JSON_BYTES,
     MAX_LABEL_KEY_BYTES,
     MAX_LABEL_VALUE_BYTES,
@@ -26,6 +27,7 @@ from shared.ledger.model import (
     MAX_NAME_BYTES,
     MAX_PAYLOAD_HASH_BYTES,
     MAX_PROBLEM_BYTES,
+    MAX_QUERYABLE_TEXT_BYTES,
     MAX_REJECTED_ID_BYTES,
     MAX_REJECTED_PAYLOAD_BYTES,
     MAX_REJECTED_PROBLEMS,
@@ -42,6 +44,7 @@ from shared.ledger.model import (
     StepStatus,
     canonical_json,
 )
+from shared.problems import shown
 
 # Time -------------------------------------------------------------------------------------------------------
 
@@ -404,3 +407,121 @@ def rejected_event(
         recorded_at=now,
     )
     return event, text, is_json
+
+
+# State documents --------------------------------------------------------------------------------------------
+
+#: A collection name: a lowercase slug, so ``{prefix}{collection}`` is always a valid collection id.
+_COLLECTION = re.compile(r"[a-z][a-z0-9_\-]*")
+#: The ledger's own collections: a state document there would corrupt idempotency records or runs.
+RESERVED_COLLECTIONS = frozenset({"idempotency", "runs", "rejected"})
+#: A queryable field name: a plain identifier, so it is a valid Firestore field path without quoting
+#: (``fields.NAME``), and never one of the ``__x__`` names Firestore reserves.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+_INT64 = range(-(2**63), 2**63)
+
+#: What an equality filter may compare with: text, an integer or a boolean.
+QueryValue = str | int | bool
+#: A queryable field's value (top-level, scalar): what both backends filter and order on.
+FieldValue = str | int | float | bool | None
+
+
+def check_collection(collection: object) -> str:
+    """``collection`` if it can name a collection of state documents, else :class:`InvalidLedgerInput`."""
+    if not isinstance(collection, str) or not _COLLECTION.fullmatch(collection):
+        raise InvalidLedgerInput(
+            "collection name",
+            [f"{shown(collection)} must be a lowercase slug (a-z first, then a-z, 0-9, '_', '-')"],
+        )
+    if len(collection) > MAX_COLLECTION_BYTES:
+        raise InvalidLedgerInput(
+            "collection name", [f"is {len(collection)} characters, over {MAX_COLLECTION_BYTES}"]
+        )
+    if collection in RESERVED_COLLECTIONS:
+        raise InvalidLedgerInput(
+            "collection name", [f"{collection!r} is one of the ledger's own collections"]
+        )
+    return collection
+
+
+def check_put_mode(create_only: bool, expect_version: str | None) -> None:
+    """A caller bug, not data: a document cannot both not exist yet and be at a version."""
+    if create_only and expect_version is not None:
+        raise ValueError("put_doc takes create_only or expect_version, not both")
+
+
+def queryable(value: object) -> bool:
+    """Whether a top-level value is indexed for queries: a scalar Firestore can store and compare exactly."""
+    if value is None or isinstance(value, bool | float):
+        return True
+    if isinstance(value, int):
+        return value in _INT64
+    if isinstance(value, str):
+        return utf8_problem(value) is None and len(value.encode("utf-8")) <= MAX_QUERYABLE_TEXT_BYTES
+    return False
+
+
+def queryable_fields(data: JsonObject) -> dict[str, FieldValue]:
+    """The top-level fields of ``data`` a query can filter or order on (plain-identifier names, scalar
+    values); the rest is stored but not queryable. Both backends derive the same set from the same data."""
+    return {
+        name: value
+        for name, value in data.items()
+        if _FIELD_NAME.fullmatch(name)
+        and not (name.startswith("__") and name.endswith("__"))
+        and queryable(value)
+    }
+
+
+def _check_field_name(what: str, name: object) -> str:
+    if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name) or (name[:2] == name[-2:] == "__"):
+        raise InvalidLedgerInput(
+            what, [f"{shown(name)} must be a plain identifier of at most 100 characters, not __x__"]
+        )
+    return name
+
+
+def check_doc_query(equals: Mapping[str, QueryValue] | None, order_by: str) -> dict[str, QueryValue]:
+    """The equality filters of ``query_docs``, checked; :class:`InvalidLedgerInput` names the bad one."""
+    filters: dict[str, QueryValue] = {}
+    for name, value in (equals or {}).items():
+        _check_field_name("query field", name)
+        if not isinstance(value, str | int) or (isinstance(value, int) and not queryable(value)):
+            raise InvalidLedgerInput(
+                "query value", [f"for {name!r} must be text, a 64-bit integer or a boolean"]
+            )
+        if isinstance(value, str) and not queryable(value):
+            raise InvalidLedgerInput(
+                "query value",
+                [f"for {name!r} is over {MAX_QUERYABLE_TEXT_BYTES:,} bytes of UTF-8 or not Unicode"],
+            )
+        filters[name] = value
+    if order_by:
+        _check_field_name("query order_by", order_by)
+    return filters
+
+
+def doc_matches(fields: Mapping[str, FieldValue], equals: Mapping[str, QueryValue]) -> bool:
+    """Firestore's equality: a boolean equals only a boolean, a number any equal number, text equal text."""
+    for name, wanted in equals.items():
+        if name not in fields:
+            return False
+        value = fields[name]
+        if value is None or isinstance(value, bool) != isinstance(wanted, bool) or value != wanted:
+            return False
+    return True
+
+
+def doc_order_key(fields: Mapping[str, FieldValue], order_by: str, doc_id: str) -> tuple[object, ...]:
+    """Firestore's ascending order on ``order_by`` (null < booleans < numbers < text, text by code point as
+    UTF-8 bytes are), ties by document id; without ``order_by``, by document id alone."""
+    if not order_by:
+        return (doc_id,)
+    value = fields[order_by]
+    if value is None:
+        return (0, 0, doc_id)
+    if isinstance(value, bool):
+        return (1, int(value), doc_id)
+    if isinstance(value, int | float):
+        return (2, value, doc_id)
+    return (3, value, doc_id)

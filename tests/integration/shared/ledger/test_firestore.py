@@ -20,6 +20,7 @@ from google.cloud import firestore
 from shared.errors import TransientError, is_transient
 from shared.ledger import FirestoreLedger, Ledger, LedgerTimeoutError, RunStatus, StepStatus
 from tests.contract.ledger import FakeClock, LedgerContract, run_concurrently
+from tests.contract.ledger_docs import LedgerDocsContract
 from tests.contract.ledger_input import LedgerInputContract
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 PROJECT = "ledger-contract-test"
 
 
-class TestFirestoreLedger(LedgerContract, LedgerInputContract):
+class TestFirestoreLedger(LedgerContract, LedgerInputContract, LedgerDocsContract):
     @pytest.fixture
     def ledger(self, firestore_client: firestore.Client, clock: FakeClock) -> Ledger:
         assert os.environ["FIRESTORE_EMULATOR_HOST"]  # never touch a real project
@@ -92,6 +93,23 @@ def test_document_ids_are_bounded_and_never_reserved(firestore_client: firestore
     assert not any(doc_id in (".", "..") or (doc_id[:2] == doc_id[-2:] == "__") for doc_id in ids)
 
 
+def test_state_documents_live_in_prefixed_collections_with_bounded_ids(
+    firestore_client: firestore.Client,
+) -> None:
+    prefix = f"c{uuid.uuid4().hex[:12]}_"
+    ledger = FirestoreLedger(firestore_client, prefix=prefix)
+    written = ledger.put_doc("members", "gs://b/o.csv#1", {"dataset": "churn", "rows": [[1, 2]]})
+    ledger.put_doc("pointers", "image-trainer", {"image": "r/t@sha256:ab"})
+
+    [member] = list(firestore_client.collection(f"{prefix}members").stream())
+    [pointer] = list(firestore_client.collection(f"{prefix}pointers").stream())
+
+    assert "/" not in member.id and "~" in member.id and member.get("doc_id") == "gs://b/o.csv#1"
+    assert member.get("fields") == {"dataset": "churn"}  # the nested array is only in data_json
+    assert pointer.id == "image-trainer"
+    assert written.version == member.update_time.rfc3339()
+
+
 # Bounded time: Firestore down or silent -------------------------------------------------------------------
 
 
@@ -130,6 +148,15 @@ def _calls(ledger: FirestoreLedger) -> dict[str, Callable[[], object]]:
         "finish_run": lambda: ledger.finish_run("run-1", RunStatus.FAILED),
         "record_rejected": lambda: ledger.record_rejected("evt-1", "invalid", [], "s", "p"),
         "list_rejected": lambda: ledger.list_rejected(),
+        "get_doc": lambda: ledger.get_doc("windows", "w-1"),
+        "put_doc": lambda: ledger.put_doc("windows", "w-1", {"a": 1}),
+        "put_doc create_only": lambda: ledger.put_doc("batches", "b-1", {}, create_only=True),
+        "put_doc expect_version": lambda: ledger.put_doc(
+            "windows", "w-1", {}, expect_version="2030-01-01T00:00:00.123456789Z"
+        ),
+        "query_docs": lambda: ledger.query_docs(
+            "members", equals={"dataset": "churn", "batched": False}, order_by="seen_at"
+        ),
     }
 
 
@@ -158,8 +185,12 @@ def test_firestore_down_is_a_transient_error_within_a_per_call_timeout(
 
     _assert_fails_fast(lambda: ledger.claim("k", "h", 10, 10, timeout=0.5), 0.5)
     _assert_fails_fast(lambda: ledger.get_run("run-1", timeout=0.5), 0.5)
+    _assert_fails_fast(lambda: ledger.put_doc("windows", "w-1", {}, timeout=0.5), 0.5)
+    _assert_fails_fast(lambda: ledger.query_docs("members", order_by="seen_at", timeout=0.5), 0.5)
     with pytest.raises(LedgerTimeoutError, match="no time left"):
         ledger.get("k", timeout=0)
+    with pytest.raises(LedgerTimeoutError, match="no time left"):
+        ledger.get_doc("windows", "w-1", timeout=0)
 
 
 def test_a_silent_firestore_is_a_transient_error_within_the_timeout(
@@ -169,3 +200,5 @@ def test_a_silent_firestore_is_a_transient_error_within_the_timeout(
 
     _assert_fails_fast(lambda: ledger.claim("k", "h", 10, 10), 1.0)
     _assert_fails_fast(lambda: ledger.list_runs(), 1.0)
+    _assert_fails_fast(lambda: ledger.put_doc("windows", "w-1", {}, create_only=True), 1.0)
+    _assert_fails_fast(lambda: ledger.query_docs("members", equals={"dataset": "churn"}), 1.0)
