@@ -7,8 +7,24 @@ failing (and being retried) event by event.
 """
 
 from functions.notify import notify
+from functions.on_build_status import on_build_status
+from functions.on_data_object import on_data_object
+from functions.on_drift_alert import on_drift_alert
+from functions.on_git_push import on_git_push
+from functions.on_training_state import on_training_state
+from functions.reconcile import reconcile
+from functions.start_training import start_training
 from shared.config import get_config
 
 get_config()
 
-__all__ = ["notify"]
+__all__ = [
+    "notify",
+    "on_build_status",
+    "on_data_object",
+    "on_drift_alert",
+    "on_git_push",
+    "on_training_state",
+    "reconcile",
+    "start_training",
+]

@@ -37,6 +37,7 @@ either way (0.7 to 2 ms per request on a busy 2-core machine), 1 MB of data abou
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ from shared.errors import (
     ExpiredEvent,
     InvalidInput,
     RejectionReason,
+    http_status_for,
     is_permanent,
     is_transient,
     rejection_reason,
@@ -224,3 +226,161 @@ def _reject(
         first_time=recorded,
     )
     return "expired" if expired else "rejected"
+
+
+# -- CloudEvent-triggered functions (Cloud Storage ``object.v1.finalized`` through Eventarc) ----------------
+
+#: ``handle(event, data, runtime)``: the CloudEvent's context attributes and its data as bounded JSON.
+CloudEventHandler = Callable[[CloudEventInfo, Any, Runtime], None]
+
+
+def cloudevent_endpoint(function_name: str, request: Request, handle: CloudEventHandler) -> tuple[str, int]:
+    """The HTTP entry point of a CloudEvent-triggered function that is not fed by Pub/Sub (a storage event).
+
+    The same decisions as :func:`pubsub_endpoint`: a delivery that is not a CloudEvent, a permanent error and
+    an expired event are recorded as rejected and acknowledged (200); anything else escapes, so the caller
+    (Eventarc, the storage emulator) retries with backoff and then dead-letters. Registered as an HTTP
+    function for the reason the module docstring gives.
+    """
+    if request.method != "POST":
+        return "deliveries are POSTed", 405
+    body = request.get_data(cache=True)
+    try:
+        event = event_from_http(request.headers, body, request.path)
+    except InvalidInput as error:
+        runtime = get_runtime()
+        header_id = request.headers.get("ce-id", "")
+        event_id = header_id if 0 < utf8_size(header_id) <= MAX_ID_BYTES else body_digest(body)
+        text = body[:_RECORDED_BODY_BYTES].decode("utf-8", errors="replace")
+        return _reject(function_name, runtime, event_id, request.path, error, text), 200
+    return run_cloudevent(function_name, event, handle), 200
+
+
+def run_cloudevent(function_name: str, event: Any, handle: CloudEventHandler) -> str:
+    """Run ``handle`` for a CloudEvent inside the invocation deadline; returns the outcome, like
+    :func:`run_pubsub`. The event's age is its ``time`` attribute (for storage: the object's ``updated``)."""
+    runtime = get_runtime()
+    with deadlines.bounded(invocation_deadline(function_name, runtime)):
+        info = CloudEventInfo.of(event)
+        getter = getattr(event, "get_data", None)
+        raw = getter() if callable(getter) else getattr(event, "data", None)
+        try:
+            data = _event_data(raw)
+            check_age(info.time, runtime)
+            handle(info, data, runtime)
+        except Exception as error:
+            if not is_permanent(error):
+                log.log(
+                    "WARNING" if is_transient(error) else "ERROR",
+                    "failure, the event will be redelivered (then dead-lettered)",
+                    function=function_name,
+                    event_id=info.id[:MAX_ID_BYTES],
+                    error=f"{type(error).__name__}: {error}",
+                )
+                raise
+            return _reject(function_name, runtime, info.id, info.source, error, _payload_for_record(raw))
+        return "done"
+
+
+# -- HTTP-triggered functions (webhooks) ---------------------------------------------------------------------
+
+#: A webhook sender gives up after about 10 s (GitHub's limit); the work is answered well inside that.
+HTTP_BUDGET_SECONDS = 8.0
+# Reasons whose request body is worth keeping in the rejected record: the caller was verified (or nothing
+# needed verifying) and the body itself is the problem. Unverified bodies are never stored.
+_BODY_KEPT_FOR = frozenset({RejectionReason.INVALID, RejectionReason.REFUSED, RejectionReason.KEY_REUSE})
+
+
+class RequestTooLarge(InvalidInput):
+    """A request body over the function's limit, refused before it is read (HTTP 413)."""
+
+    http_status = 413
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        shown = f"{size} bytes" if size is not None else f"over {limit} bytes"
+        super().__init__("HTTP request", [f"body is {shown}; at most {limit} bytes are accepted"])
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What an HTTP handler gets: the request line, its headers and the raw body, read within the limit."""
+
+    method: str
+    path: str
+    headers: Any  # werkzeug ``Headers`` (case-insensitive; not a Mapping)
+    body: bytes  # exactly the bytes received: signatures are computed over them
+
+
+#: ``(JSON body, HTTP status)``: functions-framework (Flask) sends a dict as a JSON response.
+HttpAnswer = tuple[dict[str, Any], int]
+HttpHandler = Callable[[HttpRequest, Runtime], HttpAnswer]
+
+
+def run_http(
+    function_name: str,
+    request: Request,
+    handle: HttpHandler,
+    *,
+    max_body_bytes: int,
+    budget_seconds: float = HTTP_BUDGET_SECONDS,
+) -> HttpAnswer:
+    """Run ``handle`` for an HTTP request (a webhook) inside a deadline; the retry decision is the status.
+
+    A body over ``max_body_bytes`` is refused from its ``Content-Length`` before it is read (413). A
+    :class:`~shared.errors.PermanentError` is recorded in the ledger's rejected events (the body kept only
+    for reasons where the caller was not the problem — never an unverified body) and answered with
+    :func:`~shared.errors.http_status_for` (401, 400, 413...): the sender should not retry. A transient
+    error, or a bug, is answered 5xx: the sender may retry, and the handler's steps make that safe.
+    """
+    if request.method != "POST":
+        return {"error": "requests are POSTed"}, 405
+    runtime = get_runtime()
+    with deadlines.bounded(Deadline(budget_seconds)):
+        body = b""
+        try:
+            body = _read_body(request, max_body_bytes)
+            return handle(HttpRequest(request.method, request.path, request.headers, body), runtime)
+        except Exception as error:
+            return _http_failure(function_name, runtime, request.path, body, error)
+
+
+def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RequestTooLarge(declared, limit)
+    body = request.stream.read(limit + 1)  # a chunked body has no Content-Length: stop one byte past
+    if len(body) > limit:
+        raise RequestTooLarge(None, limit)
+    return body
+
+
+def _http_failure(
+    function_name: str, runtime: Runtime, path: str, body: bytes, error: Exception
+) -> HttpAnswer:
+    status = http_status_for(error)
+    if not is_permanent(error):
+        log.log(
+            "WARNING" if is_transient(error) else "ERROR",
+            "failure, answered for a retry",
+            function=function_name,
+            status=status,
+            error=f"{type(error).__name__}: {error}",
+        )
+        shown = str(error) if is_transient(error) else type(error).__name__  # a bug's text stays in the log
+        return {"error": "not done, try again later", "detail": shown}, status
+    reason = rejection_reason(error)
+    if reason in _BODY_KEPT_FOR and status != 413:
+        payload: dict[str, Any] | str = body[:_RECORDED_BODY_BYTES].decode("utf-8", errors="replace")
+    else:
+        payload = f"(body of {len(body)} bytes not recorded: {reason.value})"
+    try:
+        _reject(function_name, runtime, body_digest(body), path, error, payload)
+    except Exception as record_error:  # the refusal must be on record before the sender is told to stop
+        log.warning(
+            "could not record a refused request; answered for a retry",
+            function=function_name,
+            error=f"{type(record_error).__name__}: {record_error}",
+        )
+        return {"error": "not done, try again later"}, 503
+    problems = list(getattr(error, "problems", []) or [str(error)])
+    return {"error": str(error), "reason": reason.value, "problems": problems}, status

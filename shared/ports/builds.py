@@ -101,6 +101,9 @@ class BuildRequest:
     timeout_seconds: float | None = None
     service_account: str = ""
     allow_loose_substitutions: bool = False
+    #: ``options.logging`` (e.g. ``CLOUD_LOGGING_ONLY``, which Cloud Build requires of a build that runs as a
+    #: user-specified service account); "" leaves Cloud Build's default.
+    logging: str = ""
 
     @classmethod
     def from_config(
@@ -141,7 +144,11 @@ class BuildRequest:
             problems.append("substitutions: must be a mapping")
             file_substitutions = {}
         options = config.get("options") or {}
-        loose = isinstance(options, Mapping) and options.get("substitutionOption") == "ALLOW_LOOSE"
+        if not isinstance(options, Mapping):
+            problems.append("options: must be a mapping")
+            options = {}
+        loose = options.get("substitutionOption") == "ALLOW_LOOSE"
+        logging = str(options.get("logging") or "")
         images = _strings(config.get("images"), "images", problems)
         file_tags = _strings(config.get("tags"), "tags", problems)
         build_timeout = _duration(config.get("timeout"), "timeout", problems)
@@ -158,6 +165,7 @@ class BuildRequest:
             timeout_seconds=build_timeout,
             service_account=str(config.get("serviceAccount", "")),
             allow_loose_substitutions=loose,
+            logging=logging,
         )
 
 
@@ -217,6 +225,25 @@ class Builds(Protocol):
 
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _USER_KEY = re.compile(r"_[A-Z0-9_]+")
+#: Built-in substitutions a manually started build may set itself, as ``gcloud builds submit
+#: --substitutions=COMMIT_SHA=...`` does: they describe the source, which Cloud Build fills only for
+#: triggered builds. (The same set the Cloud Build emulator accepts.)
+SETTABLE_BUILTINS = frozenset(
+    {
+        "COMMIT_SHA",
+        "SHORT_SHA",
+        "REVISION_ID",
+        "REPO_NAME",
+        "REPO_FULL_NAME",
+        "BRANCH_NAME",
+        "TAG_NAME",
+        "REF_NAME",
+    }
+)
+#: Cloud Build's ``options.logging`` modes.
+LOGGING_MODES = frozenset(
+    {"LOGGING_UNSPECIFIED", "LEGACY", "GCS_ONLY", "STACKDRIVER_ONLY", "CLOUD_LOGGING_ONLY", "NONE"}
+)
 
 
 def tag_problems(tags: Sequence[str]) -> list[str]:
@@ -247,8 +274,15 @@ def request_problems(request: BuildRequest) -> list[str]:
                 problems.append(f"{where}.env: {item!r} is not KEY=VALUE")
     problems.extend(tag_problems(request.tags))
     for key in request.substitutions:
-        if not _USER_KEY.fullmatch(key):
-            problems.append(f"substitutions: {key!r} must start with '_' and use A-Z, 0-9 and '_'")
+        if not (_USER_KEY.fullmatch(key) or key in SETTABLE_BUILTINS):
+            problems.append(
+                f"substitutions: {key!r} must start with '_' and use A-Z, 0-9 and '_', or be one of the "
+                f"built-ins a build may set ({', '.join(sorted(SETTABLE_BUILTINS))})"
+            )
+    if request.logging and request.logging not in LOGGING_MODES:
+        problems.append(
+            f"options.logging: {request.logging!r} is not one of {', '.join(sorted(LOGGING_MODES))}"
+        )
     if isinstance(request.source, GitSource) and not (request.source.url and request.source.revision):
         problems.append("source: a git source needs a url and a revision")
     if isinstance(request.source, StorageSource) and not (request.source.bucket and request.source.object):
@@ -371,8 +405,13 @@ def _build_body(request: BuildRequest) -> dict[str, Any]:
         body["timeout"] = {"seconds": int(request.timeout_seconds)}
     if request.service_account:
         body["service_account"] = request.service_account
+    options: dict[str, str] = {}
     if request.allow_loose_substitutions:
-        body["options"] = {"substitution_option": "ALLOW_LOOSE"}
+        options["substitution_option"] = "ALLOW_LOOSE"
+    if request.logging:
+        options["logging"] = request.logging
+    if options:
+        body["options"] = options
     return body
 
 

@@ -89,10 +89,11 @@ class FakeBuilds:
             for text in (step.name, *step.args, *step.env, step.dir, step.entrypoint):
                 apply(text)
         if not loose:
+            # Only user substitutions must be used: a built-in a build sets (COMMIT_SHA...) need not be.
             problems.extend(
                 f"key {key!r} in the substitution data is not matched in the template"
                 for key in request.substitutions
-                if key not in used
+                if key.startswith("_") and key not in used
             )
         check("build request", problems)
         substitutions = dict(request.substitutions)

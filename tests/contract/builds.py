@@ -137,6 +137,43 @@ class BuildsContract:
         assert build.images == ()
         assert build.log_url
 
+    def test_a_build_may_set_the_source_built_ins_and_keeps_its_logging_option(
+        self, builds: Builds, repository: tuple[str, str]
+    ) -> None:
+        # What a push build sends: $COMMIT_SHA / $SHORT_SHA set as a trigger would set them (Cloud Build fills
+        # them only for triggered builds), and the config's options.logging, which Cloud Build requires of a
+        # build running as a user-specified service account.
+        url, commit = repository
+        tag = unique("builtins")
+        config = {
+            "steps": [{"id": "show", "name": "bash", "args": ["-c", "echo ${COMMIT_SHA} $SHORT_SHA"]}],
+            "tags": ["contract"],
+            "options": {"logging": "CLOUD_LOGGING_ONLY"},
+        }
+        request = BuildRequest.from_config(
+            config,
+            source=GitSource(url, commit),
+            substitutions={"COMMIT_SHA": commit, "SHORT_SHA": commit[:7]},
+            tags=[tag],
+        )
+        assert request.logging == "CLOUD_LOGGING_ONLY"
+
+        build = self.finished(builds, builds.start(request))
+
+        assert build.status is BuildStatus.SUCCESS, build.status_detail
+        assert build.substitutions["COMMIT_SHA"] == commit
+        assert build.substitutions["SHORT_SHA"] == commit[:7]
+
+    def test_a_built_in_a_build_may_not_set_is_refused(self, builds: Builds) -> None:
+        marker = unique("project")
+        request = BuildRequest(steps=(bash("true"),), substitutions={"PROJECT_ID": "other"}, tags=(marker,))
+
+        with pytest.raises(InvalidInput) as raised:
+            builds.start(request)
+
+        assert any("PROJECT_ID" in problem for problem in raised.value.problems)
+        assert builds.find_by_tags([marker]) == []
+
     # -- finding ---------------------------------------------------------------------------------------------
 
     def test_find_by_tags_needs_every_tag_and_lists_newest_first(self, builds: Builds) -> None:

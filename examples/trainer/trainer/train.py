@@ -1,12 +1,19 @@
-"""Train a classifier on a CSV and write ``model.joblib`` and ``metrics.json`` where Vertex AI says.
+"""Train a classifier on one or more data files and write ``model.joblib`` and ``metrics.json`` where Vertex
+AI says.
 
-    python -m trainer.train --data gs://BUCKET/data/train.csv [--target label] [--model-dir gs://...]
+    python -m trainer.train --data gs://BUCKET/data/train.csv [--data gs://BUCKET/data/more.csv ...]
+        [--data-list gs://BUCKET/runs/RUN/data-uris.txt] [--target label] [--model-dir gs://...]
         [--test-fraction 0.25] [--seed 42] [--c 1.0]
 
-The CSV has a header; every column but ``--target`` is a numeric feature. The model directory defaults to
-``$AIP_MODEL_DIR`` (which Vertex AI sets from the job's ``baseOutputDirectory``); ``gs://`` paths go
-through the ``google-cloud-storage`` client, which reaches the storage emulator when
-``STORAGE_EMULATOR_HOST`` is set. Exits non-zero with a one-line reason on bad input.
+Data: every ``--data`` names one object (repeat it for several), ``--data-list`` names a text object listing
+URIs one per line (for batches too long for a command line); without either, ``$DATA_URIS`` (one URI per
+line) or ``$DATA_URI`` (one). The model is trained on the concatenation of every file, in the order given.
+Lists are split on newlines, never on commas: a Cloud Storage object name may hold a comma but no newline.
+A file is CSV with a header, or JSON Lines when its name ends in ``.jsonl``/``.ndjson``; every file must have
+the same columns, and every column but ``--target`` is a numeric feature. The model directory defaults to
+``$AIP_MODEL_DIR`` (which Vertex AI sets from the job's ``baseOutputDirectory``); ``gs://`` paths go through
+the ``google-cloud-storage`` client, which reaches the storage emulator when ``STORAGE_EMULATOR_HOST`` is set.
+Exits non-zero with a one-line reason on bad input.
 """
 
 from __future__ import annotations
@@ -18,8 +25,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
 
 def _split_gs(uri: str) -> tuple[str, str]:
@@ -58,22 +68,73 @@ def write_bytes(uri: str, data: bytes, content_type: str) -> None:
     Path(uri).write_bytes(data)
 
 
-def load_csv(data: bytes, target: str) -> tuple[list[str], list[list[float]], list[str]]:
-    reader = csv.DictReader(io.StringIO(data.decode()))
-    if reader.fieldnames is None or target not in reader.fieldnames:
-        raise ValueError(f"the CSV has no target column {target!r} (columns: {reader.fieldnames})")
-    features = [name for name in reader.fieldnames if name != target]
+def uri_lines(text: str) -> list[str]:
+    """URIs listed one per line (blank lines and surrounding spaces ignored)."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def data_uris(
+    data: Sequence[str] | None, data_list: str | None, env: Mapping[str, str], read: Any = read_bytes
+) -> list[str]:
+    """The files to train on: ``--data`` values, then the ``--data-list`` entries; else the environment."""
+    uris = list(data or [])
+    if data_list:
+        uris += uri_lines(read(data_list).decode())
+    if not uris and not data_list:
+        uris = uri_lines(env.get("DATA_URIS", "")) or uri_lines(env.get("DATA_URI", ""))
+    return uris
+
+
+def read_records(data: bytes, uri: str) -> tuple[list[str], list[Mapping[str, Any]]]:
+    """The columns and rows of one file (CSV with a header, or JSON Lines)."""
+    text = data.decode()
+    if uri.lower().endswith(JSON_LINES_SUFFIXES):
+        records: list[Mapping[str, Any]] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                raise ValueError(f"{uri} line {number}: not JSON ({error})") from error
+            if not isinstance(record, dict):
+                raise ValueError(f"{uri} line {number}: not a JSON object")
+            records.append(record)
+        return (list(records[0]) if records else []), records
+    reader = csv.DictReader(io.StringIO(text))
+    return list(reader.fieldnames or []), list(reader)
+
+
+def load_rows(
+    files: Sequence[tuple[str, bytes]], target: str
+) -> tuple[list[str], list[list[float]], list[str]]:
+    """Features, feature rows and labels of every file concatenated; the first file sets the column order."""
+    features: list[str] = []
     rows: list[list[float]] = []
     labels: list[str] = []
-    for number, row in enumerate(reader, start=2):
-        try:
-            rows.append([float(row[name]) for name in features])
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"line {number}: non-numeric feature value ({error})") from error
-        labels.append(str(row[target]))
+    for index, (uri, data) in enumerate(files):
+        columns, records = read_records(data, uri)
+        if target not in columns:
+            raise ValueError(f"{uri} has no target column {target!r} (columns: {columns})")
+        names = [name for name in columns if name != target]
+        if index == 0:
+            features = names
+        elif sorted(names) != sorted(features):
+            raise ValueError(f"{uri} has features {names}, the first file has {features}")
+        for number, record in enumerate(records, start=2):
+            try:
+                rows.append([float(record[name]) for name in features])
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"{uri} row {number}: missing or non-numeric feature ({error})") from error
+            labels.append(str(record.get(target)))
     if len(rows) < 10:
         raise ValueError(f"need at least 10 rows to train, got {len(rows)}")
     return features, rows, labels
+
+
+def load_csv(data: bytes, target: str) -> tuple[list[str], list[list[float]], list[str]]:
+    """One CSV file (the single-file form)."""
+    return load_rows([("data.csv", data)], target)
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,7 +147,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from sklearn.preprocessing import StandardScaler
 
     started = time.monotonic()
-    features, rows, labels = load_csv(read_bytes(args.data), args.target)
+    uris: list[str] = args.data
+    features, rows, labels = load_rows([(uri, read_bytes(uri)) for uri in uris], args.target)
     x = np.asarray(rows, dtype=float)
     y = np.asarray(labels)
     if len(set(labels)) < 2:
@@ -104,7 +166,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "rows_test": len(y_test),
         "features": features,
         "classes": sorted(set(labels)),
-        "data": args.data,
+        # One URI as before; several joined by commas (the list itself is in the job's arguments).
+        "data": args.data_list or ",".join(uris),
+        "data_files": len(uris),
         "train_seconds": round(time.monotonic() - started, 3),
     }
     model_dir = args.model_dir.rstrip("/")
@@ -117,20 +181,26 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.environ.get("DATA_URI"), help="CSV URI (gs:// or a path)")
+    parser.add_argument(
+        "--data", action="append", help="a data file URI (gs:// or a path); repeat for several"
+    )
+    parser.add_argument("--data-list", help="a text file (gs:// or a path) listing data URIs, one per line")
     parser.add_argument("--target", default="label")
     parser.add_argument("--model-dir", default=os.environ.get("AIP_MODEL_DIR"))
     parser.add_argument("--test-fraction", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength")
     args = parser.parse_args(argv)
-    if not args.data:
-        print("trainer: no data: pass --data or set DATA_URI", file=sys.stderr)
-        return 2
     if not args.model_dir:
         print("trainer: no model directory: pass --model-dir or set AIP_MODEL_DIR", file=sys.stderr)
         return 2
     try:
+        args.data = data_uris(args.data, args.data_list, os.environ)
+        if not args.data:
+            print(
+                "trainer: no data: pass --data or --data-list, or set DATA_URIS or DATA_URI", file=sys.stderr
+            )
+            return 2
         metrics = train(args)
     except ValueError as error:
         print(f"trainer: {error}", file=sys.stderr)

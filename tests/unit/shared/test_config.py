@@ -24,7 +24,7 @@ def test_shipped_example_config_is_valid() -> None:
     config = load_config(ROOT / "pipeline.yaml", env={})
     assert config.project == "demo-project"
     assert config.topic_for("notification") == "mlops-notifications"
-    assert [t.function for t in config.triggers] == ["notify"]
+    assert "notify" in [t.function for t in config.triggers]  # the chain adds its own triggers
     assert {c.name for c in config.channels} == {"ml-team-slack", "platform-chat", "audit-webhook"}
 
 

@@ -93,3 +93,30 @@ def test_request_problems_cover_what_cloud_build_checks_before_running() -> None
     assert any("substitutions" in p for p in problems)
     assert any("tags" in p for p in problems)
     assert any("timeout" in p for p in problems)
+
+
+def test_options_logging_from_the_config_reaches_the_cloud_build_request() -> None:
+    from google.cloud.devtools import cloudbuild_v1
+
+    from shared.ports.builds import _build_body
+
+    config = {
+        "steps": [{"name": "bash", "args": ["-c", "true"]}],
+        "options": {"logging": "CLOUD_LOGGING_ONLY", "substitutionOption": "ALLOW_LOOSE"},
+    }
+    request = BuildRequest.from_config(config, substitutions={"COMMIT_SHA": "a" * 40})
+
+    body = _build_body(request)
+
+    assert body["options"] == {"logging": "CLOUD_LOGGING_ONLY", "substitution_option": "ALLOW_LOOSE"}
+    # The body is what the real client sends: it must convert into the API's Build message as is.
+    build = cloudbuild_v1.Build(body)
+    assert build.options.logging == cloudbuild_v1.BuildOptions.LoggingMode.CLOUD_LOGGING_ONLY
+    assert build.substitutions["COMMIT_SHA"] == "a" * 40
+
+
+def test_a_logging_mode_cloud_build_does_not_know_is_a_problem() -> None:
+    request = BuildRequest.from_config({"steps": [{"name": "bash"}], "options": {"logging": "SOMEWHERE"}})
+
+    assert any("options.logging" in problem for problem in request_problems(request))
+    assert not request_problems(replace(request, logging="NONE"))
