@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit functional integration up down status check-config bench clean
+.PHONY: demo test lint typecheck unit functional integration up down status runs check-config bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,8 +47,17 @@ up: $(STAMP)
 down: $(STAMP)
 	$(PY) -m emulators down
 
+## status: the stack's components; status RUN=ID: that run's chain (python -m shared.operator status)
 status: $(STAMP)
+ifdef RUN
+	@eval "$$($(PY) -m emulators env 2>/dev/null)"; $(PY) -m shared.operator status $(RUN) $(ARGS)
+else
 	$(PY) -m emulators status
+endif
+
+## runs: the latest runs in the ledger (of the local stack when one runs; ARGS="--json" etc.)
+runs: $(STAMP)
+	@eval "$$($(PY) -m emulators env 2>/dev/null)"; $(PY) -m shared.operator runs $(ARGS)
 
 clean:
 	rm -rf .run .mypy_cache .ruff_cache .pytest_cache

@@ -19,6 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="start everything; return once ready, leave it running")
     up.add_argument("--config", type=Path, default=None, help="pipeline config (default $PIPELINE_CONFIG)")
     up.add_argument("--project", default=None)
+    up.add_argument(
+        "--reconcile-every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between reconcile ticks (default $RECONCILE_TICK_SECONDS or 2; 0: no ticks)",
+    )
     commands.add_parser("down", help="stop every process of the stack, by PID")
     commands.add_parser("status", help="which components run, and where")
     commands.add_parser("env", help="print export lines for the stack's variables")
@@ -27,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "up":
-            Stack(args.run_dir, project=args.project, config_path=args.config).up()
+            ticker = [] if args.reconcile_every is None else ["--every", str(args.reconcile_every)]
+            Stack(
+                args.run_dir, project=args.project, config_path=args.config, api_args={"ticker": ticker}
+            ).up()
         elif args.command == "down":
             Stack(args.run_dir).down()
         elif args.command == "status":

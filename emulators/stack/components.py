@@ -5,10 +5,11 @@ Each row says how to start the component, how to know it is ready, which variabl
 (:mod:`emulators.stack.launcher`) reads nothing else: adding a component is adding a row.
 
 Start order comes from ``after``: every selected component whose selected dependencies are ready starts
-at once (a *wave*), then the launcher waits for all of them. With the full table that gives three waves:
+at once (a *wave*), then the launcher waits for all of them. With the full table that gives four waves:
 the official emulators, the sink and storage (the Java emulators take longest, so they start first); then
-our API emulators, which publish to Pub/Sub and read storage; then the function host, which calls them all,
-followed by the eventing provisioned from the pipeline config.
+our API emulators, which publish to Pub/Sub and read storage (then the seed images start building); then the
+function host, which calls them all, followed by the eventing provisioned from the pipeline config; then the
+reconcile ticker, which calls the function host. ``up`` ends by waiting for the seed builds.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class Launch:
     selected: frozenset[str]
     state: StackState
     ports: dict[str, int] = field(default_factory=dict)  # component name (or name + flag) -> port
+    endpoints: dict[str, str] = field(default_factory=dict)  # component name -> where it listens
     config: PipelineConfig | None = None  # loaded only when a selected component needs it
+    #: Work a ``then`` started in the background, waited for once every component is ready.
+    finishers: list[Callable[[Progress], None]] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -77,7 +81,7 @@ class ComponentSpec:
 
     name: str
     label: str  # for progress lines and start-up errors
-    variable: str  # exported with where the component listens
+    variable: str  # exported with where the component listens ("" exports nothing)
     command: Callable[[ComponentSpec, Launch], list[str]]  # how to start it
     module: str = ""  # ``python -m MODULE`` components run from the checkout
     after: tuple[str, ...] = ()  # components that must be ready first, when they are part of the stack
@@ -201,6 +205,35 @@ def _provision_eventing(launch: Launch, progress: Progress) -> None:
     )
 
 
+def _seed_images(launch: Launch, progress: Progress) -> None:
+    """Create the chain's buckets and start building the images the config's models name
+    (emulators/stack/seeding.py); ``up`` waits for the builds at its end. Only in a stack that runs the
+    functions (a config) with storage: a Cloud Build test stack starts no build it did not ask for."""
+    config = launch.config
+    if config is None or not {"storage", "cloudbuild"} <= launch.selected:
+        return
+    from emulators.stack import seeding
+    from emulators.stack.launcher import applied_env
+
+    with applied_env(launch.env):
+        finish = seeding.start(config, launch.project, progress)
+    if finish is not None:
+
+        def finish_in_env(report: Progress) -> None:
+            with applied_env(launch.env):
+                finish(report)
+
+        launch.finishers.append(finish_in_env)
+
+
+def _ticker(spec: ComponentSpec, launch: Launch) -> list[str]:
+    functions_url = launch.env.get("FUNCTIONS_URL")
+    if not functions_url:
+        raise StackError("the reconcile ticker needs the function host: add `functions` to the components")
+    argv = _python(spec, "--host", HOST, "--port", str(launch.ports[spec.name]))
+    return [*argv, "--functions-url", functions_url]
+
+
 _API_AFTER = ("pubsub", "storage")  # Cloud Build publishes to Pub/Sub; all three read sources from storage
 
 #: Everything a stack can run, in start order within a wave (and the order of ``status``).
@@ -244,6 +277,7 @@ TABLE: tuple[ComponentSpec, ...] = (
         after=_API_AFTER,
         environment=_stack_env,
         grpc=True,
+        then=_seed_images,
     ),
     ComponentSpec(
         "vertex",
@@ -283,6 +317,17 @@ TABLE: tuple[ComponentSpec, ...] = (
         exports=_function_exports,
         needs_config=True,
         then=_provision_eventing,
+    ),
+    # Cloud Scheduler's part: POST FUNCTIONS_URL/reconcile every few seconds (emulators/stack/ticker.py).
+    ComponentSpec(
+        "ticker",
+        "reconcile ticker",
+        "",
+        _ticker,
+        module="emulators.stack.ticker",
+        after=("functions",),
+        url_scheme=True,
+        environment=_stack_env,
     ),
 )
 

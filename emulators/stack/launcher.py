@@ -147,7 +147,9 @@ class Stack:
         env["LOCAL_REGISTRY_DIR"] = str(self.run_dir / "registry")
         for spec in specs:
             launch.ports[spec.name] = free_port()
-            env[spec.variable] = spec.endpoint(launch.ports[spec.name])
+            launch.endpoints[spec.name] = spec.endpoint(launch.ports[spec.name])
+            if spec.variable:
+                env[spec.variable] = launch.endpoints[spec.name]
             for extra in spec.extra_ports:
                 key = spec.name + extra.flag
                 launch.ports[key] = free_port()
@@ -172,7 +174,7 @@ class Stack:
         for wave in start_waves(specs):
             started = [(spec, self._start(spec, launch, log_dir)) for spec in wave]
             for spec, process in started:
-                where = state.env[spec.variable]
+                where = launch.endpoints[spec.name]
                 ready = functools.partial(http_ok, spec.health_url(where))
                 wait_until(ready, spec.label, spec.ready_timeout, process)
                 progress(f"  ✓ {spec.label:<21} {where}  ({time.monotonic() - began:.1f}s)")
@@ -182,6 +184,8 @@ class Stack:
             for spec in wave:
                 if spec.then is not None:
                     spec.then(launch, progress)
+        for finish in launch.finishers:  # background work a `then` started (the seed builds)
+            finish(progress)
 
     def _start(self, spec: ComponentSpec, launch: Launch, log_dir: Path) -> Started:
         state = launch.state
@@ -194,7 +198,11 @@ class Stack:
         cwd = ROOT if spec.module else None
         started = start_process(spec.name, argv, log_dir, env=spec.environment(launch), cwd=cwd)
         state.components[spec.name] = Component(
-            spec.name, started.pid, launch.ports[spec.name], str(started.log_path), state.env[spec.variable]
+            spec.name,
+            started.pid,
+            launch.ports[spec.name],
+            str(started.log_path),
+            launch.endpoints[spec.name],
         )
         self._save(state)  # so `down` can stop it even if a later component fails
         return started

@@ -20,11 +20,12 @@ def names(waves: list[list[ComponentSpec]]) -> list[list[str]]:
     return [[spec.name for spec in wave] for wave in waves]
 
 
-def test_the_full_stack_starts_in_three_waves() -> None:
+def test_the_full_stack_starts_in_four_waves() -> None:
     assert names(start_waves(TABLE)) == [
         ["pubsub", "firestore", "sink", "storage"],
         ["cloudbuild", "vertex", "run"],
         ["functions"],
+        ["ticker"],
     ]
 
 
