@@ -196,7 +196,12 @@ def start_builds(
     cause = push_cause(push, decision, delivery)
     causation = delivery.delivery_id or push.after
     results = runtime.steps().run_all(build_step(runtime.ports.builds, p, cause, causation) for p in planned)
-    raise_for_retries(results, f"the builds of {run_id}")
+    # A step another delivery holds right now is being done by it: answer 202 (GitHub and GitLab do not
+    # redeliver on their own, so a 5xx would only ask a person to redeliver work that is under way). Only a
+    # failure of our own asks for a retry.
+    raise_for_retries(
+        [result for result in results if result.outcome is not Outcome.BUSY], f"the builds of {run_id}"
+    )
     if any(result.failed for result in results):
         runtime.ledger.finish_run(
             run_id, RunStatus.FAILED, timeout=deadlines.current().timeout(PORT_CALL_SECONDS)
@@ -213,6 +218,9 @@ def answer(
         image = build.plan.image
         if result.outcome is Outcome.FAILED:
             builds.append({"image": image, "outcome": "failed", "error": result.error})
+            continue
+        if result.outcome is Outcome.BUSY:
+            builds.append({"image": image, "outcome": "in_progress"})
             continue
         fresh = result.outcome is Outcome.DONE and not result.result.get("found_again")
         builds.append(
@@ -231,4 +239,5 @@ def answer(
         "duplicate": [b["image"] for b in builds if b["outcome"] == "duplicate"],
         "failed": [b["image"] for b in builds if b["outcome"] == "failed"],
     }
-    return body, 202 if body["started"] else 200
+    body["in_progress"] = [b["image"] for b in builds if b["outcome"] == "in_progress"]
+    return body, 202 if body["started"] or body["in_progress"] else 200
