@@ -147,7 +147,6 @@ def test_a_push_sent_three_times_builds_each_image_once_and_registers_one_versio
     body = json.dumps(push_payload(repo, before, after, changed)).encode()
     delivery = str(uuid.uuid4())
     answers = [_post_push(chain, body, d) for d in (delivery, delivery, str(uuid.uuid4()))]
-    assert [answer.status_code for answer in answers][0] in (200, 202)
     assert all(answer.status_code in (200, 202) for answer in answers)
     run_id = answers[0].json()["run_id"]
     assert _post_push(chain, body, "forged", "sha256=" + "0" * 64).status_code == 401
