@@ -44,31 +44,13 @@ import yaml
 from shared.errors import ConfigError, InvalidInput
 from shared.ingest import runs
 from shared.ingest.routing import ImageRule, PushLike, is_zero_sha
+from shared.ports.builds import BUILTINS
 
 OUR_TAG = "mlops"
 #: Substitutions this module can pass; a config refers to those it needs (``_IMAGE`` at least).
 OFFERED_SUBSTITUTIONS = ("_IMAGE", "_RUN_ID", "_REPO", "_BRANCH", "_TAG")
-#: Cloud Build's built-in substitutions (for the template check); the source ones a manual build may set.
-CLOUD_BUILD_BUILTINS = frozenset(
-    {
-        "PROJECT_ID",
-        "PROJECT_NUMBER",
-        "BUILD_ID",
-        "LOCATION",
-        "COMMIT_SHA",
-        "SHORT_SHA",
-        "REVISION_ID",
-        "REPO_NAME",
-        "REPO_FULL_NAME",
-        "BRANCH_NAME",
-        "TAG_NAME",
-        "REF_NAME",
-        "TRIGGER_NAME",
-        "TRIGGER_BUILD_CONFIG_PATH",
-        "SERVICE_ACCOUNT_EMAIL",
-        "SERVICE_ACCOUNT",
-    }
-)
+#: Cloud Build's built-in substitutions (for the template check): one list, kept with the Builds port.
+CLOUD_BUILD_BUILTINS = BUILTINS
 
 _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _USER_KEY = re.compile(r"_[A-Z0-9_]+")

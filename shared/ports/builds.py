@@ -228,6 +228,27 @@ _USER_KEY = re.compile(r"_[A-Z0-9_]+")
 #: Built-in substitutions a manually started build may set itself, as ``gcloud builds submit
 #: --substitutions=COMMIT_SHA=...`` does: they describe the source, which Cloud Build fills only for
 #: triggered builds. (The same set the Cloud Build emulator accepts.)
+#: Every built-in substitution Cloud Build defines (a config may reference them without passing them).
+BUILTINS = frozenset(
+    {
+        "PROJECT_ID",
+        "PROJECT_NUMBER",
+        "BUILD_ID",
+        "LOCATION",
+        "TRIGGER_NAME",
+        "TRIGGER_BUILD_CONFIG_PATH",
+        "SERVICE_ACCOUNT_EMAIL",
+        "SERVICE_ACCOUNT",
+        "COMMIT_SHA",
+        "SHORT_SHA",
+        "REVISION_ID",
+        "REPO_NAME",
+        "REPO_FULL_NAME",
+        "BRANCH_NAME",
+        "TAG_NAME",
+        "REF_NAME",
+    }
+)
 SETTABLE_BUILTINS = frozenset(
     {
         "COMMIT_SHA",
