@@ -85,6 +85,7 @@ def pubsub_endpoint(function_name: str, request: Request, handle: PubSubHandler)
     A delivery that is not even an event (not JSON, too large, too deep, a CloudEvent without its required
     attributes) is recorded as rejected and acknowledged here; everything else goes to :func:`run_pubsub`.
     """
+    log.use_trace(request.headers, get_runtime().config.project)
     if request.method != "POST":
         return "deliveries are POSTed", 405
     body = request.get_data(cache=True)
@@ -242,6 +243,7 @@ def cloudevent_endpoint(function_name: str, request: Request, handle: CloudEvent
     (Eventarc, the storage emulator) retries with backoff and then dead-letters. Registered as an HTTP
     function for the reason the module docstring gives.
     """
+    log.use_trace(request.headers, get_runtime().config.project)
     if request.method != "POST":
         return "deliveries are POSTed", 405
     body = request.get_data(cache=True)
@@ -332,6 +334,7 @@ def run_http(
     :func:`~shared.errors.http_status_for` (401, 400, 413...): the sender should not retry. A transient
     error, or a bug, is answered 5xx: the sender may retry, and the handler's steps make that safe.
     """
+    log.use_trace(request.headers, get_runtime().config.project)
     if request.method != "POST":
         return {"error": "requests are POSTed"}, 405
     runtime = get_runtime()

@@ -185,3 +185,26 @@ def test_each_invocation_runs_inside_its_subscriptions_ack_deadline() -> None:
         assert run_pubsub("other", event(message_id="m-2"), handle) == "done"
     assert budgets == [16.0, 25.0]  # 20 s less 20 %; an unwired function gets the default 30 s less 5 s
     assert deadlines.current().budget == deadlines.DEFAULT_BUDGET_SECONDS  # scoped to the invocation
+
+
+def test_log_entries_carry_the_requests_trace() -> None:
+    import io
+    import json as json_module
+    from contextlib import redirect_stdout
+
+    from shared import log
+
+    trace = "105445aa7843bc8bf206b12000100000"
+    assert log.use_trace({"X-Cloud-Trace-Context": f"{trace}/1;o=1"}, "p") == f"projects/p/traces/{trace}"
+    out = io.StringIO()
+    with redirect_stdout(out):
+        log.info("hello", run_id="r-1")
+    entry = json_module.loads(out.getvalue())
+    assert entry[log.TRACE_FIELD] == f"projects/p/traces/{trace}" and entry["run_id"] == "r-1"
+    w3c = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert log.use_trace({"traceparent": f"00-{w3c}-00f067aa0ba902b7-01"}, "p").endswith(w3c)
+    assert log.use_trace({}, "p") == ""  # the next request without a trace clears it
+    out = io.StringIO()
+    with redirect_stdout(out):
+        log.info("no trace")
+    assert log.TRACE_FIELD not in json_module.loads(out.getvalue())
