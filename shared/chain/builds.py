@@ -26,6 +26,7 @@ anything else (other pipelines' builds, the stack's seed builds) and every non-t
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +34,14 @@ from typing import Any
 
 from shared import deadline as deadlines
 from shared import log
-from shared.chain.contracts import TRAINING_REQUESTED, Cause, GitContext, TrainingRequested
+from shared.chain.contracts import (
+    ROLLOUT_REQUESTED,
+    TRAINING_REQUESTED,
+    Cause,
+    GitContext,
+    RolloutRequested,
+    TrainingRequested,
+)
 from shared.chain.notices import notice
 from shared.chainconfig import ChainConfig
 from shared.errors import is_permanent
@@ -43,7 +51,7 @@ from shared.ingest.runs import is_run_id
 from shared.ledger import DocConflictError, Ledger, Run, RunNotFoundError, RunStatus, StepStatus
 from shared.ports.builds import Build, BuildStatus
 from shared.runtime import Runtime
-from shared.steps import Effect, Emit, Outcome, Step, StepContext, StepResult
+from shared.steps import Effect, Emit, Outcome, Step, StepContext, StepResult, raise_for_retries
 
 #: The ledger collection of pointer documents: ``image-<image name>`` (``image-trainer``, ``image-server``)
 #: holds the newest image of that name our builds produced, ``{"image": "repo@sha256:…", "built_at": ISO
@@ -62,6 +70,7 @@ __all__ = [
     "judge",
     "pointer_id",
     "poll_run",
+    "roll_out_server_image",
     "settle",
     "status_key",
     "update_pointer",
@@ -213,7 +222,10 @@ def settle(
     judgement = judge(facts, runtime.config.chain)
     if judgement.verdict is Verdict.IGNORED:
         return judgement, None
-    return judgement, runtime.steps().run(_status_step(runtime, facts, judgement, causation_id))
+    result = runtime.steps().run(_status_step(runtime, facts, judgement, causation_id))
+    if result.outcome in (Outcome.DONE, Outcome.DUPLICATE):
+        roll_out_server_image(runtime, judgement, causation_id)
+    return judgement, result
 
 
 def poll_run(runtime: Runtime, run: Run) -> list[str]:
@@ -479,3 +491,96 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+# -- a server-image-only push (issue 9): the champion rolled out on the new image ----------------------------
+
+#: Who "approves" a server-image-only rollout (``spec.rollout.serverImageChanges: auto``).
+SERVER_IMAGE_APPROVER = "policy:serverImageChanges"
+
+
+def roll_out_server_image(runtime: Runtime, judgement: Judgement, causation_id: str = "") -> list[StepResult]:
+    """A server image built by a push that built no trainer image: per model served by that image, one step
+    ``server-image/<run_id>/<model>`` that emits ``rollout.requested`` (cause ``server_image``) for the
+    model's service with its ``champion`` version on the new image — when ``spec.rollout.serverImageChanges``
+    is ``auto``; ``manual`` records ``approval:held`` and notifies. No champion: recorded, nothing rolled out.
+    A push that also built a trainer image is a model change: its candidate brings the image (approval)."""
+    if judgement.verdict is not Verdict.BUILT or judgement.role != "server" or not judgement.reference:
+        return []
+    chain = runtime.config.chain
+    run = runtime.ledger.get_run(judgement.run_id, timeout=deadlines.current().timeout(CALL_SECONDS))
+    built = [str(name) for name in (run.cause.get("images") or [])] if run is not None else []
+    built += [
+        step.name.split(":", 1)[1] for step in (run.steps if run else ()) if step.name.startswith("build:")
+    ]
+    if any((spec := chain.image(name)) is not None and spec.role == "trainer" for name in built):
+        return []
+    from shared.rolloutconfig import service_for_model
+
+    auto = runtime.config.rollout.server_image_changes == "auto"
+    steps: list[Step] = []
+    for model in judgement.models:
+        service = service_for_model(runtime.config.services, model)
+        if service is not None:
+            steps.append(_server_image_step(runtime, judgement, model, service.name, auto, causation_id))
+    results = runtime.steps().run_all(steps)
+    raise_for_retries(results, f"rolling out server image {judgement.reference}")
+    return results
+
+
+def _server_image_step(
+    runtime: Runtime, judgement: Judgement, model: str, service: str, auto: bool, causation_id: str
+) -> Step:
+    from shared.approval.decide import DECIDED
+
+    def effect(context: StepContext) -> Effect:
+        result: dict[str, Any] = {
+            "decision": "approve" if auto else "held",
+            "approver": SERVER_IMAGE_APPROVER,
+            "channel": "policy",
+            "model": model,
+            "service": service,
+            "image": judgement.reference,
+        }
+        champion = runtime.ports.registry.get_version(
+            model, "champion", timeout=context.deadline.timeout(CALL_SECONDS)
+        )
+        if champion is None:
+            result["rollout"] = f"model {model} has no champion version: nothing to roll out on the new image"
+            return Effect(result)
+        result["version"] = champion.version_id
+        if not auto:
+            result["rollout"] = "held: spec.rollout.serverImageChanges is manual"
+            held = notice(
+                "rollout.held",
+                f"{judgement.image} image built: {model} version {champion.version_id} not rolled out",
+                text=f"{judgement.reference}: spec.rollout.serverImageChanges is manual.",
+                model=model,
+                context={"run_id": judgement.run_id, "version": champion.version_id, "service": service},
+            )
+            return Effect(result, (held,))
+        digest = hashlib.sha256(f"{judgement.run_id}\n{model}\n{judgement.reference}".encode()).hexdigest()[
+            :32
+        ]
+        request = RolloutRequested(
+            service=service,
+            model=model,
+            version=champion.version_id,
+            version_resource=champion.resource_name,
+            artifact_uri=champion.artifact_uri,
+            image=judgement.reference,
+            cause="server_image",
+            approved_by=SERVER_IMAGE_APPROVER,
+            nonce=f"server-image-{digest}",
+        )
+        result["rollout"] = "requested"
+        return Effect(result, (Emit(ROLLOUT_REQUESTED, request.to_json(), ordering_key=service),))
+
+    return Step(
+        key=f"server-image/{judgement.run_id}/{model}",
+        payload={"run_id": judgement.run_id, "model": model, "image": judgement.reference},
+        effect=effect,
+        name=DECIDED if auto else "approval:held",
+        run_id=judgement.run_id,
+        causation_id=causation_id,
+    )

@@ -5,6 +5,8 @@
 * ``training.state`` on ``training-states``: produced by reconcile (a Vertex job reached a terminal state);
   consumed by on_training_state.
 * ``notification`` on ``notifications``: produced by any stage; consumed by notify.
+* ``rollout.requested`` on ``rollout-requests``: produced by the approval (on_approval, on_chat_approval)
+  and by on_build_status / reconcile for a server-image-only push; consumed by start_rollout.
 
 Every event's envelope carries the run id; event ids are derived from the step that emitted them
 (``shared.steps``), so a re-emission is the same event.
@@ -149,4 +151,62 @@ def parse_training_state(envelope: Envelope) -> TrainingState:
         git=_git(data),
     )
     problems.raise_if_any(lambda items: InvalidInput(TRAINING_STATE, items))
+    return result
+
+
+# -- rollout.requested (issue 9): produced by the approval (on_approval, on_chat_approval, the operator's
+# approve) and by on_build_status for a server-image-only push; consumed by start_rollout. ------------------
+
+ROLLOUT_REQUESTED = "rollout.requested"
+ROLLOUT_CAUSES = ("approval", "server_image", "manual")
+
+
+@dataclass(frozen=True)
+class RolloutRequested:
+    """Roll ``version`` of ``model`` out on ``service`` with ``image``; the envelope's run id is the run
+    being rolled out (for a server-image-only rollout: the push's run)."""
+
+    service: str
+    model: str
+    version: str  # the version id
+    version_resource: str  # projects/P/locations/L/models/M@VERSION
+    artifact_uri: str  # gs:// folder of the model files
+    image: str  # the serving image, by digest when our builds made it
+    cause: str  # approval | server_image | manual
+    approved_by: str  # the approver, or the policy (policy:auto, policy:serverImageChanges)
+    nonce: str  # the decision's nonce
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "service": self.service,
+            "model": self.model,
+            "version": self.version,
+            "version_resource": self.version_resource,
+            "artifact_uri": self.artifact_uri,
+            "image": self.image,
+            "cause": self.cause,
+            "approved_by": self.approved_by,
+            "nonce": self.nonce,
+        }
+
+
+def parse_rollout_requested(envelope: Envelope) -> RolloutRequested:
+    problems = Problems()
+    _expect(envelope, ROLLOUT_REQUESTED, problems)
+    data = problems.reader(envelope.data, "data")
+    cause = data.string("cause", required=True) or ""
+    if cause and cause not in ROLLOUT_CAUSES:
+        data.add("cause", f"{cause!r} is not one of {', '.join(ROLLOUT_CAUSES)}")
+    result = RolloutRequested(
+        service=data.string("service", required=True) or "",
+        model=data.string("model", required=True) or "",
+        version=data.string("version", required=True) or "",
+        version_resource=data.string("version_resource", ""),
+        artifact_uri=data.string("artifact_uri", required=True) or "",
+        image=data.string("image", required=True) or "",
+        cause=cause,
+        approved_by=data.string("approved_by", ""),
+        nonce=data.string("nonce", ""),
+    )
+    problems.raise_if_any(lambda items: InvalidInput(ROLLOUT_REQUESTED, items))
     return result

@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import Any
 
 from shared import log
+from shared.approval.actions import approval_actions
 from shared.chain.contracts import Cause, TrainingState
 from shared.chain.notices import notice
 from shared.chain.training import CALL_SECONDS, RUN_LABEL, fail_run, failed, finish, require_model
@@ -280,13 +281,16 @@ def _announcement(
             context=context,
         )
     instructions = how_to_approve(runtime.config, run_id, model.name, version.version_id)
-    return notice(
+    requested = notice(
         "approval.requested",
         f"Approve {model.name} version {version.version_id}? (run {run_id})",
         text=f"Every gate passed (champion: {champion}).\n\n{table}\n\n{instructions}",
         model=model.name,
         context=context,
     )
+    # Approve / Reject buttons on Slack and Google Chat (their clicks reach on_chat_approval).
+    buttons = approval_actions(run_id, model.name, version.version_id)
+    return Emit(requested.kind, {**requested.data, "actions": buttons})
 
 
 def auto_approve_step(runtime: Runtime, run_id: str, model: str, version: str, causation_id: str) -> Step:

@@ -14,7 +14,7 @@ from shared.config import SEVERITIES
 from shared.events.common import invalid, labels
 from shared.events.envelope import Envelope
 from shared.events.limits import MAX_NAME_BYTES
-from shared.problems import Problems, shown
+from shared.problems import Problems, Reader, shown
 
 NOTIFICATION_TYPE = "notification"
 
@@ -29,6 +29,21 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Action:
+    """A button a person can press on the notification (``approval.requested``: approve / reject); the
+    channel renders it and the click comes back to ``on_chat_approval`` with ``parameters``."""
+
+    name: str
+    title: str
+    style: str  # primary | danger | "" (Slack button styles)
+    parameters: Mapping[str, str]
+
+
+#: At most this many buttons on one notification (Slack allows 25 elements in an actions block).
+MAX_ACTIONS = 5
+
+
+@dataclass(frozen=True)
 class Notification:
     run_id: str
     event_id: str
@@ -40,6 +55,7 @@ class Notification:
     context: Mapping[str, Any]
     links: tuple[Link, ...]
     envelope: Envelope = field(repr=False)
+    actions: tuple[Action, ...] = ()
 
     def facts(self) -> dict[str, str]:
         """The well-known context fields present, in a stable order, plus metrics."""
@@ -79,6 +95,9 @@ def parse_notification(envelope: Envelope) -> Notification:
             )
         else:
             problems.add(f"data.links[{index}]", "must be an object with a url")
+    actions = [_action(item) for item in data.items("actions")]
+    if len(actions) > MAX_ACTIONS:
+        data.add("actions", f"at most {MAX_ACTIONS} actions, got {len(actions)}")
     problems.raise_if_any(invalid("notification"))
     return Notification(
         run_id=envelope.run_id,
@@ -91,4 +110,17 @@ def parse_notification(envelope: Envelope) -> Notification:
         context=dict(context),
         links=tuple(links),
         envelope=envelope,
+        actions=tuple(actions[:MAX_ACTIONS]),
+    )
+
+
+def _action(item: Reader) -> Action:
+    style = item.string("style", "")
+    if style not in ("", "primary", "danger"):
+        item.add("style", f"{shown(style)} is not one of primary, danger")
+    return Action(
+        name=item.string("name", "", required=True, max_bytes=MAX_NAME_BYTES),
+        title=item.string("title", "", required=True, max_bytes=MAX_NAME_BYTES),
+        style=style if style in ("primary", "danger") else "",
+        parameters=item.string_map("parameters", max_entries=10, max_value_bytes=512),
     )

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from shared.approval.actions import button_value
 from shared.config import SEVERITIES, Channel
 from shared.errors import ConfigError, PermanentError
 from shared.events.notification import Notification
@@ -81,6 +82,59 @@ def _environment(finalize: Callable[[Any], Any]) -> SandboxedEnvironment:
     return SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, finalize=finalize)
 
 
+#: Slack's limits: a section's text, a button's label.
+SLACK_SECTION_CHARS = 3000
+SLACK_BUTTON_CHARS = 75
+
+
+def slack_buttons(notification: Notification) -> list[dict[str, Any]]:
+    """Block-kit buttons: each action (``action_id`` = its name, ``value`` = its parameters as JSON, the
+    shape ``shared.approval.actions`` reads back), then each http(s) link as a URL button."""
+    buttons: list[dict[str, Any]] = []
+    for action in notification.actions:
+        button: dict[str, Any] = {
+            "type": "button",
+            "action_id": action.name,
+            "text": {"type": "plain_text", "text": action.title[:SLACK_BUTTON_CHARS]},
+            "value": button_value(action.parameters),
+        }
+        if action.style:
+            button["style"] = action.style
+        buttons.append(button)
+    for index, link in enumerate(safe_links(notification)):
+        buttons.append(
+            {
+                "type": "button",
+                "action_id": f"link-{index}",
+                "text": {"type": "plain_text", "text": link["title"][:SLACK_BUTTON_CHARS]},
+                "url": link["url"],
+            }
+        )
+    return buttons
+
+
+def chat_buttons(notification: Notification) -> list[dict[str, Any]]:
+    """Google Chat cardsV2 buttons: each action calls back with its function name and parameters, each
+    http(s) link opens it."""
+    buttons: list[dict[str, Any]] = [
+        {
+            "text": action.title,
+            "onClick": {
+                "action": {
+                    "function": action.name,
+                    "parameters": [{"key": key, "value": value} for key, value in action.parameters.items()],
+                }
+            },
+        }
+        for action in notification.actions
+    ]
+    buttons.extend(
+        {"text": link["title"], "onClick": {"openLink": {"url": link["url"]}}}
+        for link in safe_links(notification)
+    )
+    return buttons
+
+
 class NotificationChannel:
     """The interface every channel type implements (and the shared filter and template plumbing)."""
 
@@ -126,7 +180,16 @@ class SlackChannel(NotificationChannel):
     escapes_markup = True
 
     def render(self, notification: Notification) -> Rendered:
-        return Rendered(self.name, body={"text": self.text(notification), "mrkdwn": True})
+        text = self.text(notification)
+        body: dict[str, Any] = {"text": text, "mrkdwn": True}
+        if notification.actions:
+            # Block kit: the same escaped text as a section, then one button per action and per safe link.
+            # Button labels are plain_text (never markup); a button's value is not shown to anyone.
+            body["blocks"] = [
+                {"type": "section", "text": {"type": "mrkdwn", "text": text[:SLACK_SECTION_CHARS]}},
+                {"type": "actions", "block_id": "approval", "elements": slack_buttons(notification)},
+            ]
+        return Rendered(self.name, body=body)
 
 
 class GoogleChatChannel(NotificationChannel):
@@ -136,7 +199,19 @@ class GoogleChatChannel(NotificationChannel):
     escapes_markup = True
 
     def render(self, notification: Notification) -> Rendered:
-        return Rendered(self.name, body={"text": self.text(notification)})
+        body: dict[str, Any] = {"text": self.text(notification)}
+        if notification.actions:
+            # A cardsV2 card below the text: one button per action (its function and parameters come back
+            # in the CARD_CLICKED event) and one per safe link (openLink).
+            body["cardsV2"] = [
+                {
+                    "cardId": "actions",
+                    "card": {
+                        "sections": [{"widgets": [{"buttonList": {"buttons": chat_buttons(notification)}}]}]
+                    },
+                }
+            ]
+        return Rendered(self.name, body=body)
 
 
 class WebhookChannel(NotificationChannel):
