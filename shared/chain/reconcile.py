@@ -74,6 +74,7 @@ RUN_HOOKS: tuple[Hook, ...] = (
 DUE_HOOKS: tuple[Hook, ...] = (
     Hook("batches", "shared.chain.data", "close_due_batches"),
     Hook("windows", "shared.chain.drift", "close_due_windows"),
+    Hook("rollouts", "shared.chain.rollout", "tick"),  # advance each service's active rollout
 )
 
 

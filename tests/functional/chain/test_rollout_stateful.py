@@ -1,0 +1,115 @@
+"""Property: whatever the sequence of requests, ticks (duplicated), faults and operator commands, the
+service's traffic always sums to 100 over at most two revisions, and only one rollout per service is live."""
+
+from __future__ import annotations
+
+import contextlib
+from contextlib import ExitStack
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from shared.chain import rollout
+from shared.errors import InvalidInput, TransientError
+from shared.ledger import RunStatus
+from shared.ports.deployments import revision_name
+from shared.ports.errors import Conflict
+from shared.rollout.machine import CommandAction
+from tests.functional.chain.rollout_support import SERVICE, Behaviour, World, candidate_request, world
+
+pytestmark = pytest.mark.functional
+
+FAULTS = {
+    "unavailable": TransientError("UNAVAILABLE: try again"),
+    "aborted": Conflict("ABORTED: the etag is stale"),
+}
+
+
+class Rollouts(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack = ExitStack()
+        self.env: World = self.stack.enter_context(world())
+        self.runs: list[str] = []
+
+    @initialize()
+    def first(self) -> None:
+        self.request(2)
+
+    def request(self, version: int) -> None:
+        run_id = f"run-{version}"
+        self.runs.append(run_id)
+        with contextlib.suppress(TransientError):
+            rollout.start(self.env.runtime, run_id, candidate_request(str(version)))
+
+    @rule()
+    def newer_candidate(self) -> None:
+        self.request(len(self.runs) + 2)
+
+    @rule(which=st.integers(min_value=0, max_value=10))
+    def redelivered_request(self, which: int) -> None:
+        run_id = self.runs[which % len(self.runs)]
+        with contextlib.suppress(TransientError):
+            rollout.start(self.env.runtime, run_id, candidate_request(run_id.removeprefix("run-")))
+
+    @rule(seconds=st.sampled_from([0.0, 1.0, 3.0, 6.0]), requests=st.sampled_from([0, 10, 60]))
+    def tick(self, seconds: float, requests: int) -> None:
+        with contextlib.suppress(TransientError):
+            self.env.tick(seconds, requests)
+
+    @rule()
+    def duplicate_tick(self) -> None:
+        with contextlib.suppress(TransientError):
+            rollout.tick(self.env.runtime, self.env.clock.now)
+
+    @rule(method=st.sampled_from(["set_traffic", "deploy_revision"]), fault=st.sampled_from(list(FAULTS)))
+    def fault(self, method: str, fault: str) -> None:
+        self.env.ports.deployments.faults.fail_next(method, FAULTS[fault])
+
+    @rule()
+    def metrics_unavailable(self) -> None:
+        self.env.ports.metrics.faults.fail_next("revision_metrics", TransientError("UNAVAILABLE"))
+
+    @rule(bad=st.booleans())
+    def candidate_behaviour(self, bad: bool) -> None:
+        candidate = revision_name(SERVICE, self.runs[-1])
+        self.env.behaviour[candidate] = Behaviour(errors=0.4) if bad else Behaviour()
+
+    @rule(action=st.sampled_from(list(CommandAction)))
+    def operator(self, action: CommandAction) -> None:
+        with contextlib.suppress(InvalidInput, TransientError):
+            rollout.command(self.env.runtime, SERVICE, action, "ada")
+
+    @invariant()
+    def traffic_sums_to_100_over_at_most_two_revisions(self) -> None:
+        service = self.env.ports.deployments.get_service(SERVICE)
+        if service is None:
+            return
+        assert sum(target.percent for target in service.traffic) == 100
+        assert len({target.revision for target in service.traffic if target.percent}) <= 2
+        if service.traffic_statuses:
+            assert sum(status.percent for status in service.traffic_statuses) == 100
+
+    @invariant()
+    def one_live_rollout_per_service(self) -> None:
+        lease = rollout.read_lease(self.env.runtime, SERVICE)
+        current = lease.rollout.run_id if lease.rollout is not None and lease.rollout.active else ""
+        for run_id in lease.history:
+            if run_id == current:
+                continue
+            run = self.env.ledger.get_run(run_id)
+            assert run is None or run.status is not RunStatus.RUNNING, f"{run_id} still live beside {current}"
+
+    def teardown(self) -> None:
+        self.stack.close()
+
+
+TestRollouts = Rollouts.TestCase
+TestRollouts.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
