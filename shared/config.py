@@ -11,6 +11,8 @@ Run ``python -m shared.config check FILE`` to validate a file before deploying i
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
@@ -27,6 +29,8 @@ from shared.chainconfig import EMPTY as EMPTY_CHAIN
 from shared.chainconfig import ChainConfig, parse_chain
 from shared.errors import ConfigError
 from shared.problems import Problems, Reader
+from shared.rolloutconfig import DEFAULT_SETTINGS as DEFAULT_ROLLOUT
+from shared.rolloutconfig import RolloutSettings, ServiceSpec, parse_rollout
 
 API_VERSION = "mlops.dev/v1"
 KIND = "Pipeline"
@@ -50,6 +54,8 @@ DEFAULT_TOPICS: dict[str, str] = {
     "training.state": "training-states",
     "drift.alert": "drift-alerts",  # published by a Cloud Monitoring notification channel (external)
     "approval.decision": "approvals",  # the approval decision contract (docs/events.md)
+    "rollout.requested": "rollout-requests",  # approved candidates (and server images) to roll out
+    "rollout.event": "rollouts",  # what rollouts did: started, step, paused, promoted, rolled_back, aborted
 }
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -116,6 +122,8 @@ class Channel:
     headers: Mapping[str, str] = field(default_factory=dict)
     smtp: SmtpSettings | None = None
     timeout_seconds: float = 10.0
+    #: Standard Webhooks signing (``webhook`` channels): ``whsec_`` + base64 key; never shown in a repr.
+    signing_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,9 @@ class PipelineConfig:
     buckets: tuple[BucketTrigger, ...]
     channels: tuple[Channel, ...]
     chain: ChainConfig = field(default_factory=lambda: EMPTY_CHAIN)
+    #: The Cloud Run services the rollout serves models on (``shared.rolloutconfig``), and its settings.
+    services: tuple[ServiceSpec, ...] = ()
+    rollout: RolloutSettings = DEFAULT_ROLLOUT
     #: How far in the future an event's publish time may be (clock skew) before it is refused as expired.
     max_clock_skew_seconds: float = 300.0
 
@@ -255,9 +266,59 @@ def _retry(reader: Reader, defaults: RetryPolicy) -> RetryPolicy:
     return policy
 
 
+#: Standard Webhooks' symmetric secrets: this prefix, then the base64 of a 24 to 64 byte random key.
+SIGNING_SECRET_PREFIX = "whsec_"
+SIGNING_KEY_BYTES = (24, 64)
+#: The headers a signed webhook carries (https://www.standardwebhooks.com/): set by the transport only.
+SIGNATURE_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature"})
+
+
+def _signing_secret(reader: Reader, channel_type: str, headers: Mapping[str, str]) -> str | None:
+    """A webhook channel's ``signingSecret``, checked; problems never quote the secret itself."""
+    secret = reader.string("signingSecret")  # "" (e.g. ${VAR:-} with VAR unset) counts as absent
+    if secret is None:
+        return None
+    if channel_type != "webhook":
+        reader.add("signingSecret", "only a webhook channel signs what it sends (Standard Webhooks)")
+        return None
+    generate = "python -c \"import base64,os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\""
+    if not secret.startswith(SIGNING_SECRET_PREFIX):
+        reader.add(
+            "signingSecret", f"must be a Standard Webhooks secret, whsec_ then base64 (make one: {generate})"
+        )
+        return None
+    try:
+        key = base64.b64decode(secret[len(SIGNING_SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        reader.add("signingSecret", f"whsec_ must be followed by base64 (make one: {generate})")
+        return None
+    low, high = SIGNING_KEY_BYTES
+    if not low <= len(key) <= high:
+        reader.add(
+            "signingSecret", f"the key must be {low} to {high} bytes, got {len(key)} (make one: {generate})"
+        )
+        return None
+    clashes = sorted(name for name in headers if name.lower() in SIGNATURE_HEADERS)
+    if clashes:
+        reader.add("headers", f"{', '.join(clashes)}: set by signingSecret, not by hand")
+    return secret
+
+
 def _channel(reader: Reader, names: set[str]) -> Channel | None:
     reader.unknown(
-        {"name", "type", "url", "events", "minSeverity", "labels", "template", "headers", "smtp", "timeout"}
+        {
+            "name",
+            "type",
+            "url",
+            "events",
+            "minSeverity",
+            "labels",
+            "template",
+            "headers",
+            "smtp",
+            "timeout",
+            "signingSecret",
+        }
     )
     name = reader.string("name", required=True) or ""
     if name and not _NAME.match(name):
@@ -304,6 +365,7 @@ def _channel(reader: Reader, names: set[str]) -> Channel | None:
             SandboxedEnvironment().parse(template)
         except TemplateSyntaxError as error:
             reader.problems.add(reader.at("template"), f"template syntax error line {error.lineno}: {error}")
+    headers = reader.string_map("headers")
     return Channel(
         name=name,
         type=channel_type,
@@ -314,9 +376,10 @@ def _channel(reader: Reader, names: set[str]) -> Channel | None:
             labels=reader.string_map("labels"),
         ),
         template=template,
-        headers=reader.string_map("headers"),
+        headers=headers,
         smtp=smtp,
         timeout_seconds=_duration(reader, "timeout", 10.0, minimum=0.1),
+        signing_secret=_signing_secret(reader, channel_type, headers),
     )
 
 
@@ -361,6 +424,8 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
             "artifacts",
             "datasets",
             "models",
+            "services",
+            "rollout",
         }
     )
     project = spec.string("project", required=True) or ""
@@ -426,6 +491,7 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
     channels = [channel for item in notifications.items("channels") if (channel := _channel(item, names))]
 
     chain = parse_chain(spec, source, _duration, project, region)
+    services, rollout = parse_rollout(spec, _duration, [model.name for model in chain.models])
 
     problems.raise_if_any(_config_error(source))
     return PipelineConfig(
@@ -444,6 +510,8 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
         channels=tuple(channels),
         max_clock_skew_seconds=max_clock_skew,
         chain=chain,
+        services=services,
+        rollout=rollout,
     )
 
 

@@ -15,7 +15,8 @@ import json
 import os
 import smtplib
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from shared import deadline as deadlines
 from shared.config import Channel
 from shared.errors import DeadlineExceeded, PermanentError, TransientError
+from shared.notify import signing
 from shared.notify.channels import Rendered
 
 #: The most of a webhook's answer that is read (it only goes into an error message).
@@ -60,7 +62,14 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float, wha
 
 
 class HttpTransport:
-    """POSTs JSON to the channel's URL (Slack/Chat incoming webhooks, generic webhooks); SMTP for email."""
+    """POSTs JSON to the channel's URL (Slack/Chat incoming webhooks, generic webhooks); SMTP for email.
+
+    A channel with a signing secret is signed the Standard Webhooks way (:mod:`shared.notify.signing`) over
+    the exact bytes sent, at ``clock()`` (unix seconds) of each attempt.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
 
     def deliver(self, channel: Channel, rendered: Rendered) -> None:
         if channel.type == "email":
@@ -69,6 +78,9 @@ class HttpTransport:
         assert channel.url is not None  # config validation guarantees it for HTTP channels
         headers = {"Content-Type": "application/json; charset=utf-8", **channel.headers}
         body = json.dumps(rendered.body).encode("utf-8")
+        if channel.signing_secret:
+            webhook_id = signing.message_id(channel.name, rendered.body, body)
+            headers.update(signing.signature_headers(channel.signing_secret, webhook_id, body, self._clock()))
         try:
             status, text = _post(
                 channel.url, body, headers, channel.timeout_seconds, f"posting to {channel.name}"

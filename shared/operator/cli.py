@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.errors import ConfigError, TransientError
 from shared.ledger import RunStatus
-from shared.operator import views
+from shared.operator import approvals, rollouts, views
 from shared.runtime import Runtime, get_runtime
 
 Handler = Callable[[argparse.Namespace, Runtime], int]
@@ -78,6 +78,16 @@ def _status(args: argparse.Namespace, runtime: Runtime) -> int:
     if run is None:
         raise OperatorError(_unknown_run(args.run_id, runtime))
     now = runtime.clock()
+    if args.html:
+        from shared.operator.html import status_page, write_page  # only this option draws pages
+
+        try:
+            where = write_page(args.html, status_page(run, now))
+        except OSError as error:
+            raise OperatorError(f"cannot write {args.html}: {error.strerror or error}") from error
+        if where:
+            print(f"wrote the status page of {run.run_id} to {where}")
+        return 0
     if args.json:
         _print_json(views.status_json(run, now))
     else:
@@ -100,11 +110,22 @@ def register_status(commands: Commands) -> None:
     parser = commands.add_parser("status", help="one run's chain: every step with timings and outcome")
     parser.add_argument("run_id", help="the run id (see `runs`)")
     parser.add_argument("--json", action="store_true", help="JSON instead of text, every detail included")
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write one self-contained HTML page (timeline, rollout charts, steps) to FILE ('-': stdout)",
+    )
     parser.set_defaults(handler=_status)
 
 
 #: Every sub-command, in the order ``--help`` lists them.
-COMMANDS: tuple[Callable[[Commands], None], ...] = (register_runs, register_status)
+COMMANDS: tuple[Callable[[Commands], None], ...] = (
+    register_runs,
+    register_status,
+    approvals.register_approve,
+    approvals.register_reject,
+    rollouts.register_commands,
+)
 
 
 def parser() -> argparse.ArgumentParser:
