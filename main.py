@@ -7,12 +7,15 @@ failing (and being retried) event by event.
 """
 
 from functions.notify import notify
+from functions.on_approval import on_approval
 from functions.on_build_status import on_build_status
+from functions.on_chat_approval import on_chat_approval
 from functions.on_data_object import on_data_object
 from functions.on_drift_alert import on_drift_alert
 from functions.on_git_push import on_git_push
 from functions.on_training_state import on_training_state
 from functions.reconcile import reconcile
+from functions.start_rollout import start_rollout
 from functions.start_training import start_training
 from shared.config import get_config
 
@@ -20,11 +23,14 @@ get_config()
 
 __all__ = [
     "notify",
+    "on_approval",
     "on_build_status",
+    "on_chat_approval",
     "on_data_object",
     "on_drift_alert",
     "on_git_push",
     "on_training_state",
     "reconcile",
+    "start_rollout",
     "start_training",
 ]
