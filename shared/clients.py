@@ -65,8 +65,11 @@ def emulator_options(variable: str) -> dict[str, Any] | None:
 def publisher() -> Any:
     def make() -> Any:
         from google.cloud.pubsub_v1 import PublisherClient
+        from google.cloud.pubsub_v1.types import PublisherOptions
 
-        return PublisherClient()
+        # Ordering keys (rollout events per service) need ordering enabled on the client; messages without a
+        # key are unaffected.
+        return PublisherClient(publisher_options=PublisherOptions(enable_message_ordering=True))
 
     return _cached("publisher", make)
 

@@ -48,7 +48,13 @@ class PubSubPublisher:
             if ordering_key:
                 kwargs["ordering_key"] = ordering_key
             future = client.publish(topic_path, data, **kwargs)
-            return str(future.result(timeout=deadlines.current().timeout(PUBLISH_TIMEOUT_SECONDS)))
+            try:
+                return str(future.result(timeout=deadlines.current().timeout(PUBLISH_TIMEOUT_SECONDS)))
+            except Exception:
+                if ordering_key:
+                    # A failed publish pauses its ordering key in the client until resumed.
+                    client.resume_publish(topic_path, ordering_key)
+                raise
 
         return with_retry(attempt)
 

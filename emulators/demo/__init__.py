@@ -9,9 +9,10 @@
    sample trainer really trains), gate, register candidate versions in the Model Registry and ask for
    approval; the reconciler (called every few seconds by the stack) learns when jobs end and closes the data
    batch. The demo prints every step as the run ledger records it, then each run's timeline.
-3. **A rollout preview** (:mod:`emulators.demo.canary`): the push's candidate served on the Cloud Run
-   emulator by the server image the push built; a bad revision at 10% is judged by
-   ``shared.rollout.analysis`` on Cloud Monitoring's numbers and rolled back, verified by reading it back.
+3. **Rollouts** (:mod:`emulators.demo.rollouts`), again only through events: the push's candidate approved
+   with the operator command → the first deploy creates the service (smoke checks, then 100%); the data
+   run's candidate approved → canary 10 → 50 → 100 under real load, promoted; a push breaking the server
+   image alone → rolled out automatically and rolled back at its first step, with the notification.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def run_demo(config_path: Path | None = None) -> int:
         try:
             with applied_env(state.env):
                 _scenario(state.env, state.project, Path(run_dir))
+        except Exception:
+            _show_failures(Path(run_dir))
+            raise
         finally:
             say("▶ tearing the stack down")
             stack.down(progress=say)
@@ -52,16 +56,25 @@ def run_demo(config_path: Path | None = None) -> int:
     return 0
 
 
+def _show_failures(run_dir: Path) -> None:
+    """The functions' error entries (the logs go away with the demo's folder): what a user needs to see."""
+    for log in sorted(run_dir.glob("**/functions.log")):
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        errors = [line for line in lines if '"ERROR"' in line or '"WARNING"' in line or "Traceback" in line]
+        say(f"✗ the demo failed; the last warnings and errors of {log.name}:")
+        for line in errors[-25:]:
+            say(f"    {line[:400]}")
+
+
 def _scenario(env: dict[str, str], project: str, workdir: Path) -> None:
-    from emulators.demo.canary import run_canary
     from emulators.demo.chain import run_chain
+    from emulators.demo.rollouts import run_rollouts
     from emulators.demo.tour import notifications
     from shared import clients
     from shared.config import load_config
     from shared.ledger import FirestoreLedger
     from shared.operator.views import status_lines
     from shared.ports import production_ports
-    from shared.publisher import PubSubPublisher
 
     clients.reset()
     config = load_config(env["PIPELINE_CONFIG"], env={**os.environ, **env})
@@ -82,17 +95,6 @@ def _scenario(env: dict[str, str], project: str, workdir: Path) -> None:
         for line in status_lines(run, now):
             say(f"    {line}")
 
-    if outcome.candidate_uri and outcome.server_image:
-        run_canary(
-            env,
-            project,
-            outcome.runs["push"],
-            outcome.candidate_uri,
-            outcome.server_image,
-            PubSubPublisher(project),
-            config.topic_for("notification"),
-            ports,
-        )
-    else:
-        say("✗ no candidate from the push run: the rollout preview is skipped")
-        raise RuntimeError("the push run registered no candidate version")
+    if outcome.repo is None or "data" not in outcome.runs:
+        raise RuntimeError(f"the chain left nothing to roll out: {outcome.runs}")
+    run_rollouts(env, config, ledger, ports, outcome.runs, outcome.repo)

@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 
+from emulators.common.proc import wait_for
 from emulators.demo.common import say
 from emulators.stack import ROOT
 
@@ -38,6 +39,7 @@ class ChainOutcome:
     runs: dict[str, str] = field(default_factory=dict)  # cause -> run id
     candidate_uri: str = ""  # the push run's registered model version (artifact URI)
     server_image: str = ""  # the server image the push built
+    repo: Path | None = None  # the local repository the pushes come from
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -155,9 +157,31 @@ def run_chain(
     began = time.monotonic()
     say("▶ 4. a local git repository holds the sample trainer/ and server/; a second commit touches both")
     repo, before, after, changed = make_repository(workdir)
+    outcome.repo = repo
     say(f"    {repo} @ {after[:12]} (changed: {', '.join(changed)})")
 
-    say("▶ 5. a signed GitHub push → on_git_push (sent three times: a redelivery and a second hook)")
+    dataset = config.chain.datasets[0]
+    say(f"▶ 5. a burst of 6 data files (one invalid) → gs://{dataset.bucket}/{dataset.prefix}")
+    for index in range(5):
+        name = f"{dataset.prefix}part-{index:02d}.csv"
+        ports.objects.write(
+            dataset.bucket, name, _make_csv(rows=60, seed=100 + index), content_type="text/csv"
+        )
+    bad = _make_csv(rows=60, seed=200).replace(",no\n", ",maybe\n", 3)
+    bad_lines = bad.splitlines()
+    bad_lines[5] = "99.0," + bad_lines[5].split(",", 1)[1]
+    ports.objects.write(
+        dataset.bucket, f"{dataset.prefix}part-bad.csv", "\n".join(bad_lines) + "\n", content_type="text/csv"
+    )
+    say("    5 valid files (60 rows each) and part-bad.csv (label 'maybe', f1 = 99)")
+    wait_for(
+        "the 5 valid files to be validated",
+        lambda: len(ledger.query_docs("members", equals={"dataset": dataset.name})) >= 5,
+        60,
+    )
+    say("    on_data_object validated the 5 (members of the next batch) and quarantines the bad one")
+
+    say("▶ 6. a signed GitHub push → on_git_push (sent three times: a redelivery and a second hook)")
     body = json.dumps(push_payload(repo, before, after, changed)).encode()
     secret = os.environ.get("GITHUB_WEBHOOK_SECRET", DEMO_SECRET)
     delivery = str(uuid.uuid4())
@@ -194,21 +218,6 @@ def run_chain(
         timeout=30,
     )
     say(f"    a forged signature: HTTP {forged.status_code}, nothing started")
-
-    dataset = config.chain.datasets[0]
-    say(f"▶ 6. a burst of 6 data files (one invalid) → gs://{dataset.bucket}/{dataset.prefix}")
-    for index in range(5):
-        name = f"{dataset.prefix}part-{index:02d}.csv"
-        ports.objects.write(
-            dataset.bucket, name, _make_csv(rows=60, seed=100 + index), content_type="text/csv"
-        )
-    bad = _make_csv(rows=60, seed=200).replace(",no\n", ",maybe\n", 3)
-    bad_lines = bad.splitlines()
-    bad_lines[5] = "99.0," + bad_lines[5].split(",", 1)[1]
-    ports.objects.write(
-        dataset.bucket, f"{dataset.prefix}part-bad.csv", "\n".join(bad_lines) + "\n", content_type="text/csv"
-    )
-    say("    5 valid files (60 rows each) and part-bad.csv (label 'maybe', f1 = 99)")
 
     say("▶ 7. a drift incident published twice on the drift-alerts topic")
     topic = config.topic_for("drift.alert")

@@ -9,7 +9,8 @@
    (the ``pointers`` state document ``image-<name>`` of each ``role: trainer`` image, written by
    ``on_build_status``), else the model's configured default;
 3. picks the data: the request's exact URIs (a closed data batch), else — a push or a drift alert names
-   none — the dataset's current objects under its prefix (quarantined copies excluded);
+   none — the dataset's current objects under its prefix that on_data_object validated (its member
+   documents; quarantined copies and not-yet-validated files excluded);
 4. submits a CustomJob: labels ``run-id``, ``model``, ``cause``; display name ``train-<run_id>``; machine
    type and service account from the model's ``trainer`` config; base output directory
    ``gs://<artifacts bucket>/runs/<run_id>/`` (Vertex gives the container ``AIP_MODEL_DIR`` =
@@ -61,6 +62,7 @@ CALL_SECONDS = 20.0
 #: The most objects a dataset listing takes (the trainer reads each one).
 MAX_DATASET_OBJECTS = 10_000
 QUARANTINE = "quarantine/"
+MEMBERS = "members"  # on_data_object's documents of validated objects (shared.chain.data)
 
 
 @dataclass(frozen=True)
@@ -187,12 +189,21 @@ def resolve_data(runtime: Runtime, request: TrainingRequested, timeout: float) -
     datasets = [named] if named is not None else [d for d in chain.datasets if d.model == request.model]
     uris: list[str] = []
     for dataset in datasets:
+        # Only objects on_data_object validated (its member documents) that are still there: a file that
+        # just landed and is not validated yet, or one on its way to quarantine, never reaches a trainer.
+        validated = {
+            str(doc.data.get("uri"))
+            for doc in runtime.ledger.query_docs(
+                MEMBERS, equals={"dataset": dataset.name}, limit=MAX_DATASET_OBJECTS, timeout=timeout
+            )
+        }
         listed = runtime.ports.objects.list(
             dataset.bucket, dataset.prefix, limit=MAX_DATASET_OBJECTS, timeout=timeout
         )
         uris += [
-            f"gs://{dataset.bucket}/{name}"
+            uri
             for name in dataset_objects([o.name for o in listed], dataset.prefix)
+            if (uri := f"gs://{dataset.bucket}/{name}") in validated
         ]
     return tuple(uris)
 

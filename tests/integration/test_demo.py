@@ -36,7 +36,7 @@ def test_demo_runs_the_whole_scenario_and_cleans_up() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,
         env={key: value for key, value in os.environ.items() if not key.endswith("_EMULATOR_HOST")},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -55,8 +55,13 @@ def test_demo_runs_the_whole_scenario_and_cleans_up() -> None:
         "data:quarantined",
         "failed checks allowed:label, max:f1",
         "drift:alert",
-        "→ roll back",
+        "rollout:smoke",  # the first deploy: smoke checks on the tag URL, then 100%
+        "rollout:promoted",
+        "100% → healthy",  # the canary's last step, judged on real traffic
+        "10% → unhealthy",  # the broken server image, judged at its first step ...
+        "rollout:rolled_back",  # ... and rolled back
         "traffic read back",
+        "the canary's page:",
         "no process left running",
     ):
         assert expected in out, f"{expected!r} missing from the demo output:\n{out[-3000:]}"

@@ -140,9 +140,23 @@ def test_the_requested_image_wins_then_the_newest_built_then_the_default(env: Wo
     assert images == [requested, built]
 
 
-def test_a_push_without_data_trains_on_the_datasets_current_objects(env: World, function: Any) -> None:
-    for name in ("churn/one.csv", "churn/two.csv", "quarantine/churn/bad.csv", "other/x.csv"):
+def test_a_push_without_data_trains_on_the_datasets_current_validated_objects(
+    env: World, function: Any
+) -> None:
+    names = (
+        "churn/one.csv",
+        "churn/two.csv",
+        "churn/unvalidated.csv",
+        "quarantine/churn/bad.csv",
+        "other/x.csv",
+    )
+    for name in names:
         env.ports.objects.write(DATA, name, "f1,label\n1,yes\n")
+    # on_data_object's member documents: what was validated (gone.csv was validated, then deleted).
+    for index, name in enumerate(("churn/one.csv", "churn/two.csv", "churn/gone.csv")):
+        env.ledger.put_doc(
+            "members", f"m{index}", {"dataset": "churn", "uri": f"gs://{DATA}/{name}", "batched": True}
+        )
     run_id = "push-demo-0123456789ab"
     pushed = request(cause=Cause.PUSH, data_uris=(), dataset="", git=GitContext("acme/churn", COMMIT, "main"))
     assert send(function, run_id, pushed).status_code == 200
