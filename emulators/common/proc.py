@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,9 +22,42 @@ class StackError(RuntimeError):
     """The local stack cannot start or is in a state we cannot use."""
 
 
+_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on the loopback interface right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """Return a TCP port that is free on the loopback interface right now, for a server to bind soon.
+
+    Chosen at random BELOW the kernel's ephemeral range: a port the kernel hands out for ``bind(0)`` or for
+    the local end of an outgoing connection could be taken by a client socket between now and the moment
+    the server binds it (seen as a flaky "connection refused" or a request answered by the wrong server).
+    A port is never handed out twice by one process.
+    """
+    low, _high = _ephemeral_range()
+    start = max(1024, min(20000, low - 10000))
+    for _ in range(200):
+        port = random.randrange(start, low)
+        with _ports_lock:
+            if port in _handed_out:
+                continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        with _ports_lock:
+            _handed_out.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range: let the kernel pick
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
