@@ -514,10 +514,7 @@ class FirestoreLedger:
     ) -> StoredDoc:
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        rules.check_collection(collection)
-        rules.check_name("document id", doc_id)
-        stored = rules.json_copy("document data", data)
-        rules.check_put_mode(create_only, expect_version)
+        stored = rules.checked_put(collection, doc_id, data, create_only, expect_version)
         option: Any = None
         if expect_version is not None:
             update_time = Timestamp()

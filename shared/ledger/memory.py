@@ -231,10 +231,7 @@ class InMemoryLedger:
         expect_version: str | None = None,
         timeout: float | None = None,
     ) -> StoredDoc:
-        rules.check_collection(collection)
-        rules.check_name("document id", doc_id)
-        stored = rules.json_copy("document data", data)
-        rules.check_put_mode(create_only, expect_version)
+        stored = rules.checked_put(collection, doc_id, data, create_only, expect_version)
         with self._lock:
             docs = self._docs.setdefault(collection, {})
             current = docs.get(doc_id)

@@ -450,6 +450,17 @@ def check_put_mode(create_only: bool, expect_version: str | None) -> None:
         raise ValueError("put_doc takes create_only or expect_version, not both")
 
 
+def checked_put(
+    collection: str, doc_id: str, data: JsonObject, create_only: bool, expect_version: str | None
+) -> JsonObject:
+    """Every check ``put_doc`` makes before writing, for both backends; returns the data to store (a copy)."""
+    check_collection(collection)
+    check_name("document id", doc_id)
+    stored = json_copy("document data", data)
+    check_put_mode(create_only, expect_version)
+    return stored
+
+
 def queryable(value: object) -> bool:
     """Whether a top-level value is indexed for queries: a scalar Firestore can store and compare exactly."""
     if value is None or isinstance(value, bool | float):
