@@ -10,7 +10,7 @@ spec:
   services:
     - name: churn-predictor          # the Cloud Run service (created by the first approved candidate)
       model: churn                   # a model of spec.models
-      strategy: canary               # canary | blue_green (shadow and ab are not supported yet)
+      strategy: canary               # canary | blue_green | shadow | ab (a rollout may override it)
       readyTimeout: 5m               # a candidate revision not ready by then is rolled back
       canary:
         steps: [10, 50, 100]         # candidate's share per step, increasing, ending at 100
@@ -22,6 +22,17 @@ spec:
         - {path: /predict, method: POST, body: {instances: [[0.1, 0.2]]}, expectStatus: 200,
            expectJson: [predictions], maxLatency: 2s}
       postSwitchWindow: 10s          # blue_green: the analysis window after the switch to 100%
+      shadow:                        # shadow: the candidate answers copies of live requests, never users
+        sample: 0.5                  # share of stable's answered requests copied to the candidate's tag URL
+        duration: 30s                # the comparison window (at least)
+        minRequests: 20              # mirrored requests the candidate must have answered
+        minAgreement: 0.95           # share of copies whose predictions equal stable's
+        then: promote                # promote (100% at once) | canary (the canary steps follow)
+      ab:                            # A/B: a fixed split for a duration, then a metric or a person decides
+        split: 50                    # the candidate's share
+        duration: 10m
+        decide: metric               # metric | human (paused with the numbers for promote / rollback)
+        metric: {type: custom.googleapis.com/churn/retained, direction: higher, minLift: 0.0}
 ```
 
 Blue/green is the candidate at 0% behind its tag URL, the smoke checks on that URL, then 100% at once and
@@ -45,11 +56,18 @@ from shared.rollout.analysis import Thresholds
 class Strategy(enum.StrEnum):
     CANARY = "canary"
     BLUE_GREEN = "blue_green"
+    SHADOW = "shadow"
+    AB = "ab"
 
 
-#: Strategies of the issue that this release does not run yet: refused with a clear problem.
-NOT_SUPPORTED_YET = ("shadow", "ab")
 INCONCLUSIVE_ACTIONS = ("fail", "pause")
+SHADOW_THEN = ("promote", "canary")
+AB_DECIDERS = ("metric", "human")
+DIRECTIONS = ("higher", "lower")
+#: The custom metric the serving image writes for a shadow comparison (examples/server/server/shadow.py).
+SHADOW_METRIC = "custom.googleapis.com/mlops/shadow_comparisons"
+#: Metric type prefixes an A/B decision may read: metrics an application writes.
+CUSTOM_METRIC_PREFIXES = ("custom.googleapis.com/", "external.googleapis.com/", "workload.googleapis.com/")
 IMAGE_CHANGE_POLICIES = ("auto", "manual")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 
@@ -82,6 +100,35 @@ class SmokeCheck:
 
 
 @dataclass(frozen=True)
+class ShadowSpec:
+    """The shadow comparison: a sample of stable's live requests copied to the candidate."""
+
+    sample: float = 0.5
+    duration_seconds: float = 60.0
+    min_requests: int = 20
+    min_agreement: float = 0.95
+    then: str = "promote"  # promote | canary
+
+
+@dataclass(frozen=True)
+class MetricDecision:
+    """The custom metric deciding an A/B test (per-revision means; the candidate wins by ``min_lift``)."""
+
+    type: str = ""
+    direction: str = "higher"  # higher | lower is better
+    min_lift: float = 0.0  # absolute difference of the means the candidate must win by
+
+
+@dataclass(frozen=True)
+class ABSpec:
+    split: int = 50
+    duration_seconds: float = 600.0
+    min_requests: int = 20
+    decide: str = "metric"  # metric | human
+    metric: MetricDecision = field(default_factory=MetricDecision)
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     model: str
@@ -91,18 +138,48 @@ class ServiceSpec:
     smoke: tuple[SmokeCheck, ...] = ()
     post_switch_window_seconds: float = 60.0
     ready_timeout_seconds: float = 300.0
+    shadow: ShadowSpec = field(default_factory=ShadowSpec)
+    ab: ABSpec = field(default_factory=ABSpec)
+
+    def steps_of(self, strategy: Strategy) -> tuple[int, ...]:
+        """The candidate's share per step under ``strategy``: the canary's steps; one switch to 100 for
+        blue/green; 0 (the shadow comparison), then the canary's steps when ``shadow.then`` is canary; the
+        A/B split."""
+        if strategy is Strategy.BLUE_GREEN:
+            return (100,)
+        if strategy is Strategy.SHADOW:
+            return (0, *self.canary.steps) if self.shadow.then == "canary" else (0,)
+        if strategy is Strategy.AB:
+            return (self.ab.split,)
+        return self.canary.steps
+
+    def intervals_of(self, strategy: Strategy) -> tuple[float, ...]:
+        """How long each step of :meth:`steps_of` is held before its analysis decides."""
+        steps = self.steps_of(strategy)
+        if strategy is Strategy.BLUE_GREEN:
+            return (self.post_switch_window_seconds,)
+        if strategy is Strategy.SHADOW:
+            return (self.shadow.duration_seconds,) + (self.canary.interval_seconds,) * (len(steps) - 1)
+        if strategy is Strategy.AB:
+            return (self.ab.duration_seconds,)
+        return (self.canary.interval_seconds,) * len(steps)
 
     @property
     def steps(self) -> tuple[int, ...]:
-        """The candidate's share per step: the canary's steps, or one switch to 100 for blue/green."""
-        return (100,) if self.strategy is Strategy.BLUE_GREEN else self.canary.steps
+        return self.steps_of(self.strategy)
 
     @property
     def interval_seconds(self) -> float:
-        """How long each step is held before its analysis decides."""
-        if self.strategy is Strategy.BLUE_GREEN:
-            return self.post_switch_window_seconds
-        return self.canary.interval_seconds
+        """How long the first step is held (every canary step is held as long)."""
+        return self.intervals_of(self.strategy)[0]
+
+    def problems_for(self, strategy: Strategy) -> list[str]:
+        """Why a rollout cannot use ``strategy`` on this service (a rollout may override the service's)."""
+        if strategy is Strategy.BLUE_GREEN and not self.smoke:
+            return ["blue_green needs at least one smoke check (they decide the switch)"]
+        if strategy is Strategy.AB and self.ab.decide == "metric" and not self.ab.metric.type:
+            return ["ab with decide: metric needs ab.metric.type"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -146,7 +223,18 @@ def parse_rollout(
 
 def _service(item: Reader, duration: Duration, models: Sequence[str]) -> ServiceSpec | None:
     item.unknown(
-        {"name", "model", "strategy", "canary", "analysis", "smoke", "postSwitchWindow", "readyTimeout"}
+        {
+            "name",
+            "model",
+            "strategy",
+            "canary",
+            "analysis",
+            "smoke",
+            "postSwitchWindow",
+            "readyTimeout",
+            "shadow",
+            "ab",
+        }
     )
     name = item.string("name", required=True) or ""
     model = item.string("model", required=True) or ""
@@ -154,17 +242,10 @@ def _service(item: Reader, duration: Duration, models: Sequence[str]) -> Service
         item.add("model", f"unknown model {model!r} (spec.models lists {list(models)})")
     strategy_text = item.string("strategy", Strategy.CANARY.value)
     strategy = Strategy.CANARY
-    if strategy_text in NOT_SUPPORTED_YET:
-        item.add(
-            "strategy",
-            f"{strategy_text!r} is not supported yet (use {Strategy.CANARY.value} or "
-            f"{Strategy.BLUE_GREEN.value})",
-        )
-    else:
-        try:
-            strategy = Strategy(strategy_text)
-        except ValueError:
-            item.add("strategy", f"{strategy_text!r} is not one of {', '.join(s.value for s in Strategy)}")
+    try:
+        strategy = Strategy(strategy_text)
+    except ValueError:
+        item.add("strategy", f"{strategy_text!r} is not one of {', '.join(s.value for s in Strategy)}")
 
     canary_reader = item.child("canary")
     canary_reader.unknown({"steps", "interval", "minRequests", "inconclusive"})
@@ -180,9 +261,7 @@ def _service(item: Reader, duration: Duration, models: Sequence[str]) -> Service
 
     thresholds = _thresholds(item.child("analysis"), min_requests)
     smoke = tuple(_smoke(check, duration) for check in item.items("smoke"))
-    if strategy is Strategy.BLUE_GREEN and not smoke:
-        item.add("smoke", "blue_green needs at least one smoke check (they decide the switch)")
-    return ServiceSpec(
+    service = ServiceSpec(
         name=name,
         model=model,
         strategy=strategy,
@@ -191,6 +270,63 @@ def _service(item: Reader, duration: Duration, models: Sequence[str]) -> Service
         smoke=smoke,
         post_switch_window_seconds=duration(item, "postSwitchWindow", 60.0, 1.0),
         ready_timeout_seconds=duration(item, "readyTimeout", 300.0, 1.0),
+        shadow=_shadow(item.child("shadow"), duration),
+        ab=_ab(item.child("ab"), duration),
+    )
+    for problem in service.problems_for(strategy):
+        item.add("smoke" if strategy is Strategy.BLUE_GREEN else "ab", problem)
+    return service
+
+
+def _shadow(reader: Reader, duration: Duration) -> ShadowSpec:
+    reader.unknown({"sample", "duration", "minRequests", "minAgreement", "then"})
+    sample = reader.number("sample", 0.5)
+    if not 0.0 < sample <= 1.0:
+        reader.add("sample", f"{sample} is not a share above 0 and at most 1")
+    agreement = reader.number("minAgreement", 0.95)
+    if not 0.0 <= agreement <= 1.0:
+        reader.add("minAgreement", f"{agreement} is not a share between 0 and 1")
+    then = reader.string("then", "promote")
+    if then not in SHADOW_THEN:
+        reader.add("then", f"{then!r} is not one of {', '.join(SHADOW_THEN)}")
+    return ShadowSpec(
+        sample=sample,
+        duration_seconds=duration(reader, "duration", 60.0, 1.0),
+        min_requests=reader.integer("minRequests", 20, minimum=1, maximum=1_000_000),
+        min_agreement=agreement,
+        then=then,
+    )
+
+
+def _ab(reader: Reader, duration: Duration) -> ABSpec:
+    reader.unknown({"split", "duration", "minRequests", "decide", "metric"})
+    split = reader.integer("split", 50, minimum=1, maximum=99)
+    decide = reader.string("decide", "metric")
+    if decide not in AB_DECIDERS:
+        reader.add("decide", f"{decide!r} is not one of {', '.join(AB_DECIDERS)}")
+    metric_reader = reader.child("metric")
+    metric_reader.unknown({"type", "direction", "minLift"})
+    metric_type = metric_reader.string("type", "")
+    if metric_type and not metric_type.startswith(CUSTOM_METRIC_PREFIXES):
+        metric_reader.add(
+            "type",
+            f"{metric_type!r} is not a metric an application writes (it must start with "
+            f"{' or '.join(CUSTOM_METRIC_PREFIXES)})",
+        )
+    direction = metric_reader.string("direction", "higher")
+    if direction not in DIRECTIONS:
+        metric_reader.add("direction", f"{direction!r} is not one of {', '.join(DIRECTIONS)}")
+    lift = metric_reader.number("minLift", 0.0)
+    if lift < 0:
+        metric_reader.add(
+            "minLift", f"{lift} must not be negative (it is how much better the candidate must be)"
+        )
+    return ABSpec(
+        split=split,
+        duration_seconds=duration(reader, "duration", 600.0, 1.0),
+        min_requests=reader.integer("minRequests", 20, minimum=1, maximum=1_000_000),
+        decide=decide,
+        metric=MetricDecision(metric_type, direction, lift),
     )
 
 

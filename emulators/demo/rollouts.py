@@ -5,7 +5,11 @@ creates the service (smoke checks on the candidate's tag URL, then 100%). The da
 approved next and canaried 10 → 50 → 100 while the load generator sends real requests; each step's numbers
 come from Cloud Monitoring. Then a push that changes only the server image, and breaks it, is rolled out
 automatically (server-image changes need no approval) and rolled back at its first step, with the
-notification. Every move is the rollout engine's, on the stack's reconcile ticks; the demo only watches.
+notification. Then two rollouts started with the operator's ``start`` command under other strategies than
+the service's canary: the champion blue/green (smoke checks on the tag URL, the switch to 100%, the
+post-switch analysis) and an older version in shadow (stable's serving image copies every answered request
+to the candidate; the agreement of their predictions, the candidate's errors and latency decide). Every
+move is the rollout engine's, on the stack's reconcile ticks; the demo only watches.
 """
 
 from __future__ import annotations
@@ -90,8 +94,29 @@ def _describe(step: Any) -> str:
     if step.name == "rollout:rolled_back":
         return str(result.get("reason", ""))[:140]
     if step.name == "rollout:smoke":
-        return json.dumps(result)[:140]
+        checks = result.get("checks") or []
+        shown = [
+            f"{check.get('path', '?')} → {check.get('status', '?')} in {check.get('latency_ms', 0):.0f} ms"
+            + ("" if check.get("ok") else f" ✗ {check.get('reason', '')}")
+            for check in checks
+        ]
+        return ("passed: " if result.get("passed") else "FAILED: ") + "; ".join(shown)
+    if step.name in ("rollout:promoted", "rollout:paused", "rollout:aborted"):
+        return str(result.get("reason", ""))[:140]
     return ""
+
+
+def _shadow_summary(step: Any) -> str:
+    result = step.detail.get("result", {}) if isinstance(step.detail, dict) else {}
+    shadow = result.get("shadow") or {}
+    if not shadow:
+        return "no comparison recorded"
+    agreement = shadow.get("agreement")
+    shown = "n/a" if agreement is None else f"{agreement:.1%}"
+    return (
+        f"{shadow.get('total', 0)} copies compared: {shadow.get('agree', 0)} agree, "
+        f"{shadow.get('disagree', 0)} differ, {shadow.get('error', 0)} errors (agreement {shown})"
+    )
 
 
 def _watch(ledger: Any, run_id: str, began: float) -> Any:
@@ -190,7 +215,7 @@ def run_rollouts(
     if data.step("rollout:promoted") is None:
         raise RuntimeError(f"the canary did not promote: {[s.name for s in data.steps]}")
 
-    say("▶ 12. a push that breaks the server image only → rolled out automatically, rolled back at step 1")
+    say("▶ 12. a push breaking only the server image → rolled out by itself, rolled back at its 10% step")
     broken = _push_broken_server(env, repo)
     with Load(f"{url}/predict") as load:
         run = _watch(ledger, broken, began)
@@ -202,12 +227,72 @@ def run_rollouts(
     notes = [r for r in sink(env, "/hook/") if "rolled back" in json.dumps(r.get("body", {})).lower()]
     say(f"    rollback notifications delivered: {len(notes)}")
 
+    _other_strategies(env, config, ledger, ports, runs, url, began)
+
     page = ROOT / ".run" / "demo-rollout.html"
     page.parent.mkdir(parents=True, exist_ok=True)
     from shared.operator.cli import main as operator
 
     if operator(["status", candidate, "--html", str(page)]) == 0:
         say(f"    the canary's page: {page} (python -m shared.operator status RUN_ID --html FILE)")
+
+
+def _start(service: str, *args: str) -> str:
+    """``python -m shared.operator start SERVICE ARGS``; the new run's id."""
+    from shared.operator.cli import main as operator
+
+    say(f"    $ python -m shared.operator start {service} {' '.join(args)} --by demo@example.com")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = operator(["start", service, *args, "--by", "demo@example.com"])
+    if code != 0:
+        raise RuntimeError(f"start {service} exited {code}: {printed.getvalue()[-500:]}")
+    answer = json.loads(printed.getvalue())
+    say(f"    run {answer['run_id']}: version {answer['version']} as {answer['strategy']}")
+    return str(answer["run_id"])
+
+
+def _other_strategies(
+    env: dict[str, str], config: Any, ledger: Any, ports: Any, runs: dict[str, str], url: str, began: float
+) -> None:
+    service = config.services[0].name
+    say(
+        "▶ 13. blue/green: the champion again, 0% behind its tag URL → smoke checks → 100% at once → analysed"
+    )
+    with Load(f"{url}/predict") as load:
+        green = _watch(ledger, _start(service, "--strategy", "blue_green"), began)
+    say(f"    load: {load.sent} requests, answers {load.statuses}")
+    if green.step("rollout:promoted") is None:
+        raise RuntimeError(f"the blue/green rollout did not promote: {[s.name for s in green.steps]}")
+    say(f"    traffic read back: {[(t.revision, t.percent) for t in ports.deployments.get_traffic(service)]}")
+
+    older = _older_version(ledger, runs)
+    say(
+        f"▶ 14. shadow: version {older} answers copies of live requests, never users; "
+        "the predictions are compared with the champion's"
+    )
+    with Load(f"{url}/predict") as load:
+        shadow = _watch(ledger, _start(service, "--strategy", "shadow", "--version", older), began)
+    say(f"    load: {load.sent} requests to the service, answers {load.statuses}")
+    step = shadow.step("rollout:step:0")
+    if step is None:
+        raise RuntimeError(f"the shadow comparison recorded no analysis: {[s.name for s in shadow.steps]}")
+    say(f"    shadow comparison: {_shadow_summary(step)}")
+    end = next(shadow.step(name) for name in ENDS if shadow.step(name) is not None)
+    say(f"    → {end.name.removeprefix('rollout:')}: {_describe(end) or end.detail.get('result', {})}")
+
+
+def _older_version(ledger: Any, runs: dict[str, str]) -> str:
+    """The oldest registered candidate version of the chain's runs (the push's): the shadow's subject."""
+    versions = []
+    for run_id in runs.values():
+        run = ledger.get_run(run_id)
+        step = run.step("registry:version") if run is not None else None
+        if step is not None:
+            versions.append(int(str(step.detail.get("result", {}).get("version", "0")) or 0))
+    if not versions:
+        raise RuntimeError(f"no run registered a version: {runs}")
+    return str(min(versions))
 
 
 def _push_broken_server(env: dict[str, str], repo: Path) -> str:

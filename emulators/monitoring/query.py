@@ -7,7 +7,10 @@ Semantics follow the Cloud Monitoring API:
   window without data yields no point;
 - aligners: ``ALIGN_NONE`` (raw points), ``ALIGN_DELTA`` (sum of the deltas; distributions merged; kind stays
   DELTA), ``ALIGN_RATE`` (delta per second, DOUBLE, GAUGE; numeric only), ``ALIGN_PERCENTILE_05/50/95/99``
-  (DOUBLE, GAUGE; distributions only), ``ALIGN_SUM``, ``ALIGN_MEAN``, ``ALIGN_COUNT``;
+  (DOUBLE, GAUGE; distributions only), ``ALIGN_SUM`` (kind kept), ``ALIGN_MEAN``, ``ALIGN_COUNT``;
+- metric kinds (custom metrics bring GAUGE and CUMULATIVE): ``ALIGN_DELTA`` and ``ALIGN_RATE`` need DELTA or
+  CUMULATIVE (a CUMULATIVE series is first turned into deltas between its consecutive points, a new start
+  time being a reset), ``ALIGN_SUM``, ``ALIGN_MEAN`` and ``ALIGN_COUNT`` need GAUGE or DELTA;
 - reducers (need an aligner): ``REDUCE_SUM``, ``REDUCE_MEAN``, ``REDUCE_MIN``, ``REDUCE_MAX``,
   ``REDUCE_COUNT``, ``REDUCE_PERCENTILE_05/50/95/99``, grouped by ``group_by_fields`` — ``metric.labels.K``,
   ``resource.labels.K`` or the shorthand ``metric.K`` / ``resource.K`` (the output keeps only those labels);
@@ -19,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from emulators.apiserver.errors import ApiError, invalid
 from emulators.monitoring.store import Distribution, Labels, Point, SeriesData, SeriesKey, Value
@@ -94,6 +97,41 @@ def _combine(values: Iterable[Value]) -> Value:
     return total
 
 
+_KINDS_OF_ALIGNER = {
+    "ALIGN_DELTA": ("DELTA", "CUMULATIVE"),
+    "ALIGN_RATE": ("DELTA", "CUMULATIVE"),
+    "ALIGN_SUM": ("GAUGE", "DELTA"),
+    "ALIGN_MEAN": ("GAUGE", "DELTA"),
+    "ALIGN_COUNT": ("GAUGE", "DELTA"),
+}
+
+
+def _validate_kind(aggregation: Aggregation, kind: str) -> None:
+    allowed = _KINDS_OF_ALIGNER.get(aggregation.aligner)
+    if allowed is not None and kind not in allowed:
+        raise invalid(
+            f"The aligner {aggregation.aligner} is not valid for metrics of kind {kind} "
+            f"(only {' and '.join(allowed)})."
+        )
+
+
+def _as_deltas(item: SeriesData) -> SeriesData:
+    """A CUMULATIVE series as DELTA points: each point's increase since the previous one of the same run
+    (same start time); the first point of a run counts from its start."""
+    points: list[Point] = []
+    previous: Point | None = None
+    for point in item.points:
+        if previous is not None and previous.start == point.start:
+            assert not isinstance(point.value, Distribution) and not isinstance(previous.value, Distribution)
+            value = point.value - previous.value
+            points.append(Point(start=previous.end, end=point.end, value=value))
+        else:
+            points.append(point)
+        previous = point
+    info = replace(item.info, metric_kind="DELTA")
+    return SeriesData(key=item.key, info=info, points=points)
+
+
 def _validate(aggregation: Aggregation, value_type: str | None) -> None:
     aligner, reducer = aggregation.aligner, aggregation.reducer
     if aligner not in SUPPORTED_ALIGNERS:
@@ -162,8 +200,10 @@ def _aligned_types(aligner: str, value_type: str, kind: str) -> tuple[str, str]:
     """(metric kind, value type) after alignment."""
     if aligner in ("ALIGN_NONE",):
         return kind, value_type
-    if aligner in ("ALIGN_DELTA", "ALIGN_SUM"):
+    if aligner == "ALIGN_DELTA":
         return "DELTA", value_type
+    if aligner == "ALIGN_SUM":
+        return kind, value_type
     if aligner == "ALIGN_COUNT":
         return "GAUGE", "INT64"
     return "GAUGE", "DOUBLE"
@@ -219,6 +259,10 @@ def query(
     value_types = {item.info.value_type for item in selected}
     for value_type in value_types:
         _validate(aggregation, value_type)
+    for kind in {item.info.metric_kind for item in selected}:
+        _validate_kind(aggregation, kind)
+    if aggregation.aligner in ("ALIGN_DELTA", "ALIGN_RATE"):
+        selected = [_as_deltas(item) if item.info.metric_kind == "CUMULATIVE" else item for item in selected]
     if aggregation.aligner == "ALIGN_NONE":
         raw = [_raw(item, begin, end) for item in sorted(selected, key=_order)]
         return [item for item in raw if item.points]

@@ -1,11 +1,12 @@
-"""Cloud Monitoring API v3, the slice a canary reads: ``MetricService.ListTimeSeries``.
+"""Cloud Monitoring API v3, the slice a rollout reads and writes: ``MetricService.ListTimeSeries`` and
+``CreateTimeSeries`` (user-defined metrics, see :mod:`emulators.monitoring.create`).
 
 The Python client (``google.cloud.monitoring_v3``) speaks gRPC only, so the emulator serves gRPC (the endpoint
-``MONITORING_EMULATOR_HOST`` names) and, for curl and debugging, the same method over REST
-(``GET /v3/projects/P/timeSeries``) next to the admin endpoints. The other MetricService methods answer
-UNIMPLEMENTED. Data comes from a :class:`MetricsStore` — shared in memory with the Cloud Run emulator's router
-when both run in one process (``python -m emulators.run --monitoring-port …``), or fed through
-``POST /_emulator/requests`` when the Monitoring emulator runs on its own.
+``MONITORING_EMULATOR_HOST`` names) and, for curl and debugging, the same methods over REST
+(``GET`` / ``POST /v3/projects/P/timeSeries``) next to the admin endpoints. The other MetricService methods
+answer UNIMPLEMENTED. Data comes from a :class:`MetricsStore` — shared in memory with the Cloud Run emulator's
+router when both run in one process (``python -m emulators.run --monitoring-port …``), or fed through
+``POST /_emulator/requests`` when the Monitoring emulator runs on its own — and from CreateTimeSeries.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from emulators.apiserver.messages import to_pb
 from emulators.apiserver.paging import page
 from emulators.apiserver.routing import rules_from_options
 from emulators.apiserver.server import AdminRequest, ApiServer
+from emulators.monitoring.create import parse_request
 from emulators.monitoring.filters import parse_filter
 from emulators.monitoring.query import Aggregation, OutSeries, query
 from emulators.monitoring.store import (
@@ -30,6 +32,7 @@ from emulators.monitoring.store import (
     SCALE,
     Distribution,
     MetricsStore,
+    WriteRefused,
 )
 
 METRIC_SERVICE = "google.monitoring.v3.MetricService"
@@ -40,7 +43,6 @@ _OTHER_METHODS = (
     "GetMetricDescriptor",
     "CreateMetricDescriptor",
     "DeleteMetricDescriptor",
-    "CreateTimeSeries",
     "CreateServiceTimeSeries",
 )
 ResponsePb: Any = monitoring_v3.ListTimeSeriesResponse.pb()
@@ -117,6 +119,14 @@ class MonitoringService:
             self.list_time_series,
             rules,
         )
+        self.server.add_method(
+            METRIC_SERVICE,
+            "CreateTimeSeries",
+            monitoring_v3.CreateTimeSeriesRequest,
+            empty_pb2.Empty,
+            self.create_time_series,
+            rules_from_options([{"method": "post", "uri": "/v3/{name=projects/*}/timeSeries", "body": "*"}]),
+        )
         for name in _OTHER_METHODS:
             self.server.add_method(
                 METRIC_SERVICE, name, empty_pb2.Empty, empty_pb2.Empty, _unimplemented(name)
@@ -172,6 +182,14 @@ class MonitoringService:
         response.time_series.extend(to_time_series(series, raw.view == HEADERS_VIEW) for series in chunk)
         response.next_page_token = token
         return response
+
+    def create_time_series(self, request: Any) -> Any:
+        project, writes = parse_request(to_pb(request), self.store.clock())
+        try:
+            self.store.write_custom(project, writes)
+        except WriteRefused as refused:
+            raise invalid(" ".join(refused.problems)) from refused
+        return empty_pb2.Empty()
 
     # -- admin --------------------------------------------------------------------------------------------
 

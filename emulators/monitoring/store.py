@@ -8,6 +8,12 @@ point per *sample period* (1 s locally, 60 s in the cloud), covering ``[k·P, (k
 
 A point becomes visible to readers only once its sample period has ended and the *reporting delay* has passed
 (Cloud Monitoring shows Cloud Run metrics up to a few minutes late; the local default is small).
+
+*Custom metrics* (``custom.googleapis.com/…``, ``external.googleapis.com/…``) written by ``CreateTimeSeries``
+are kept apart: raw points, one per write, each series with the kind and value type its metric got on its
+first write in the project (the descriptor the real API auto-creates). They are visible once their end time
+plus the reporting delay has passed, expire after the same retention, and ``clear`` drops them with their
+descriptors.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
 CLOUD_RUN_REVISION = "cloud_run_revision"
+#: The metric type prefixes CreateTimeSeries accepts (user-defined metrics).
+CUSTOM_PREFIXES = ("custom.googleapis.com/", "external.googleapis.com/")
 
 # Exponential buckets of Cloud Run's request_latencies: bucket i (1..N) is [scale·g^(i-1), scale·g^i).
 NUM_FINITE_BUCKETS = 100
@@ -31,8 +39,8 @@ SCALE = 1.0
 @dataclass(frozen=True)
 class MetricInfo:
     metric_type: str
-    value_type: str  # INT64 | DISTRIBUTION
-    metric_kind: str  # DELTA
+    value_type: str  # INT64 | DOUBLE | DISTRIBUTION
+    metric_kind: str  # DELTA | GAUGE | CUMULATIVE
     unit: str
     description: str
 
@@ -171,6 +179,25 @@ class SeriesData:
     points: list[Point]  # oldest first
 
 
+@dataclass(frozen=True)
+class CustomWrite:
+    """One point of a user-defined metric, as one CreateTimeSeries series carries it."""
+
+    key: SeriesKey
+    metric_kind: str  # GAUGE | CUMULATIVE
+    value_type: str  # INT64 | DOUBLE
+    unit: str
+    point: Point  # GAUGE: start == end
+
+
+class WriteRefused(ValueError):
+    """A CreateTimeSeries request the store refuses (nothing of it was stored); ``problems`` say why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
 def response_code_class(status: int) -> str:
     return f"{status // 100}xx" if 100 <= status <= 599 else "other"
 
@@ -194,6 +221,9 @@ class MetricsStore:
         self._lock = threading.Lock()
         self._series: dict[SeriesKey, dict[int, Value]] = {}
         self._writes = 0
+        # User-defined metrics: (project, metric type) → their descriptor; series → raw points, oldest first.
+        self._descriptors: dict[tuple[str, str], MetricInfo] = {}
+        self._custom: dict[SeriesKey, list[Point]] = {}
 
     def configure(self, sample_period: float | None = None, reporting_delay: float | None = None) -> None:
         with self._lock:
@@ -214,6 +244,44 @@ class MetricsStore:
     def clear(self) -> None:
         with self._lock:
             self._series.clear()
+            self._custom.clear()
+            self._descriptors.clear()
+
+    def write_custom(self, project: str, writes: Sequence[CustomWrite]) -> None:
+        """Store the points of one CreateTimeSeries request, all or none (:class:`WriteRefused`): a metric's
+        kind and value type are fixed by its first write, and each series' points must come in order."""
+        with self._lock:
+            problems: list[str] = []
+            descriptors: dict[tuple[str, str], MetricInfo] = {}
+            for index, write in enumerate(writes):
+                metric = write.key.metric_type
+                known = self._descriptors.get((project, metric)) or descriptors.get((project, metric))
+                if known is None:
+                    descriptors[(project, metric)] = MetricInfo(
+                        metric, write.value_type, write.metric_kind, write.unit, ""
+                    )
+                elif (known.metric_kind, known.value_type) != (write.metric_kind, write.value_type):
+                    problems.append(
+                        f"timeSeries[{index}]: the metric {metric} is {known.metric_kind} {known.value_type} "
+                        f"(fixed by its first write), not {write.metric_kind} {write.value_type}."
+                    )
+                    continue
+                points = self._custom.get(write.key)
+                latest = points[-1] if points else None
+                if latest is not None and (
+                    write.point.end <= latest.end
+                    or (write.metric_kind == "CUMULATIVE" and write.point.start < latest.start)
+                ):
+                    problems.append(
+                        f"timeSeries[{index}]: Points must be written in order. One or more of the points "
+                        "specified had an older start time than the most recent point."
+                    )
+            if problems:
+                raise WriteRefused(problems)
+            self._descriptors.update(descriptors)
+            for write in writes:
+                self._custom.setdefault(write.key, []).append(write.point)
+            self._expire_custom(self.clock())
 
     def record_request(
         self,
@@ -261,6 +329,16 @@ class MetricsStore:
         for points in self._series.values():
             for window in [window for window in points if window < oldest]:
                 del points[window]
+        self._expire_custom(now)
+
+    def _expire_custom(self, now: float) -> None:
+        oldest = now - self.retention_seconds
+        for key in list(self._custom):
+            kept = [point for point in self._custom[key] if point.end >= oldest]
+            if kept:
+                self._custom[key] = kept
+            else:
+                del self._custom[key]
 
     def snapshot(self, now: float | None = None) -> list[SeriesData]:
         """Every series with the points visible at ``now`` (sample period ended + reporting delay)."""
@@ -279,6 +357,11 @@ class MetricsStore:
                     visible.append(Point(start=window * period, end=end, value=copied))
                 if visible:
                     result.append(SeriesData(key=key, info=METRICS[key.metric_type], points=visible))
+            for key, custom in self._custom.items():
+                visible = [point for point in custom if point.end + self.reporting_delay <= moment]
+                if visible:
+                    info = self._descriptors[(key.resource_label("project_id") or "", key.metric_type)]
+                    result.append(SeriesData(key=key, info=info, points=visible))
         return result
 
     def totals(self) -> dict[str, int]:

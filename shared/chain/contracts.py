@@ -158,6 +158,8 @@ def parse_training_state(envelope: Envelope) -> TrainingState:
 # approve) and by on_build_status for a server-image-only push; consumed by start_rollout. ------------------
 
 ROLLOUT_REQUESTED = "rollout.requested"
+#: Strategies a rollout request may ask for (shared.rolloutconfig.Strategy's values).
+STRATEGIES = ("canary", "blue_green", "shadow", "ab")
 ROLLOUT_CAUSES = ("approval", "server_image", "manual")
 
 
@@ -175,9 +177,11 @@ class RolloutRequested:
     cause: str  # approval | server_image | manual
     approved_by: str  # the approver, or the policy (policy:auto, policy:serverImageChanges)
     nonce: str  # the decision's nonce
+    strategy: str = ""  # "" (the service's) or a strategy this rollout runs instead (operator `start`)
 
     def to_json(self) -> dict[str, str]:
         return {
+            **({"strategy": self.strategy} if self.strategy else {}),
             "service": self.service,
             "model": self.model,
             "version": self.version,
@@ -207,6 +211,9 @@ def parse_rollout_requested(envelope: Envelope) -> RolloutRequested:
         cause=cause,
         approved_by=data.string("approved_by", ""),
         nonce=data.string("nonce", ""),
+        strategy=data.string("strategy", ""),
     )
+    if result.strategy and result.strategy not in STRATEGIES:
+        data.add("strategy", f"{result.strategy!r} is not one of {', '.join(STRATEGIES)}")
     problems.raise_if_any(lambda items: InvalidInput(ROLLOUT_REQUESTED, items))
     return result

@@ -39,8 +39,10 @@ from typing import Any
 
 from shared import deadline as deadlines
 from shared import log
+from shared.chain import experiments
 from shared.chain.contracts import RolloutRequested
 from shared.chain.notices import notice
+from shared.config import PipelineConfig
 from shared.errors import InvalidInput, TransientError
 from shared.ledger import DocConflictError, RunNotFoundError, RunStatus, StoredDoc
 from shared.ports.common import label_value
@@ -55,6 +57,7 @@ from shared.rollout.machine import (
     DeployCandidate,
     Event,
     EventKind,
+    Mirror,
     MoveAlias,
     Observed,
     Phase,
@@ -66,7 +69,7 @@ from shared.rollout.machine import (
     advance,
     supersede,
 )
-from shared.rolloutconfig import ServiceSpec, service_named
+from shared.rolloutconfig import ServiceSpec, Strategy, service_named
 from shared.runtime import Runtime
 from shared.steps import Effect, Emit, Outcome, Step, StepContext, StepResult
 
@@ -158,6 +161,10 @@ def start(runtime: Runtime, run_id: str, request: RolloutRequested, now: datetim
             "rollout.requested",
             [f"model: service {spec.name} serves model {spec.model!r}, not {request.model!r}"],
         )
+    strategy = Strategy(request.strategy) if request.strategy else spec.strategy
+    refused = spec.problems_for(strategy)
+    if refused:
+        raise InvalidInput("rollout.requested", [f"strategy: {problem}" for problem in refused])
     now = now or runtime.clock()
     for attempt in range(1, LEASE_ATTEMPTS + 1):
         lease = read_lease(runtime, spec.name)
@@ -190,7 +197,7 @@ def start(runtime: Runtime, run_id: str, request: RolloutRequested, now: datetim
             artifact_uri=request.artifact_uri,
             image=request.image,
             cause=request.cause,
-            strategy=spec.strategy.value,
+            strategy=strategy.value,
             stable=superseded.stable if superseded is not None else "",
             entered_at=now,
         )
@@ -222,7 +229,10 @@ def _announce_superseded(runtime: Runtime, lease: Lease, by_run: str) -> None:
         return
     decision = supersede(old, by_run, old.entered_at or old.started_at)
     assert decision.record is not None
-    _run_step(runtime, old, decision.record, (), decision.events, None)
+    # A superseded shadow rollout must stop copying requests: the tag it copies to moves to the new one
+    # (deleting the control object is idempotent, so whether it was still comparing does not matter).
+    stop = (Mirror(on=False),) if old.strategy == Strategy.SHADOW.value else ()
+    _run_step(runtime, old, decision.record, stop, decision.events, None)
 
 
 # -- ticks ------------------------------------------------------------------------------------------------
@@ -259,7 +269,7 @@ def advance_service(runtime: Runtime, name: str, now: datetime) -> str:
         return ""
     service = runtime.ports.deployments.get_service(name, timeout=_timeout())
     observed = observe(runtime, spec, rollout, service, now)
-    decision = advance(rollout, observed, Policy.of(spec), now)
+    decision = advance(rollout, observed, _policy(spec, rollout), now)
     if decision.record is not None:
         result = _run_step(runtime, rollout, decision.record, decision.actions, decision.events, service)
         if result.outcome is Outcome.BUSY:
@@ -298,6 +308,11 @@ _RUN_ENDS = {
     Phase.ABORTED: RunStatus.FAILED,
     Phase.SUPERSEDED: RunStatus.CANCELLED,
 }
+
+
+def _policy(spec: ServiceSpec, rollout: Rollout) -> Policy:
+    """The service's policy under the strategy the rollout runs (a rollout may override the service's)."""
+    return Policy.of(spec, rollout.strategy)
 
 
 def _finish_run(runtime: Runtime, ended: Rollout) -> None:
@@ -339,6 +354,14 @@ def observe(
     )
     if rollout.phase is Phase.STEPPING and rollout.window_start is not None:
         observed = replace(observed, analysis=_analysis(runtime, spec, rollout, now))
+        policy = _policy(spec, rollout)
+        elapsed = (now - rollout.window_start).total_seconds()
+        if policy.is_shadow_step(rollout.step):
+            comparison = experiments.read_comparison(runtime, rollout, now, timeout=_timeout())
+            observed = replace(observed, comparison=comparison)
+        elif policy.strategy is Strategy.AB and policy.ab_metric.type and elapsed >= policy.interval(0):
+            ab = experiments.read_ab(runtime, policy, rollout, now, timeout=_timeout())
+            observed = replace(observed, ab=ab)
     if rollout.phase is Phase.SMOKE and revision is not None and revision.ready:
         url = service.tag_uri("candidate")
         if url:
@@ -354,9 +377,11 @@ def _analysis(runtime: Runtime, spec: ServiceSpec, rollout: Rollout, now: dateti
     assert start is not None
     if now <= start:
         return None
-    policy = Policy.of(spec)
+    policy = _policy(spec, rollout)
     percent = policy.steps[min(max(rollout.step, 0), len(policy.steps) - 1)]
     thresholds = spec.thresholds
+    if policy.is_shadow_step(rollout.step):  # the candidate serves copies only: the shadow's own minimum
+        thresholds = replace(thresholds, min_requests=policy.shadow_min_requests)
     if not rollout.stable:  # a first deploy has nothing to compare with: absolute checks only
         thresholds = replace(thresholds, max_p95_ratio=None, max_p99_ratio=None)
     metrics = runtime.ports.metrics
@@ -407,12 +432,20 @@ def _command_of(runtime: Runtime, service: str) -> Command | None:
 # -- carrying a decision out --------------------------------------------------------------------------------
 
 
-def candidate_spec(rollout: Rollout) -> RevisionSpec:
-    """The candidate revision: deterministic name, the model version's artifacts in its env, labelled."""
+def candidate_spec(rollout: Rollout, config: PipelineConfig | None = None) -> RevisionSpec:
+    """The candidate revision: deterministic name, the model version's artifacts in its env, labelled; and
+    where the serving image finds the shadow mirror's control object (every revision can be a stable one
+    that copies requests to a later candidate)."""
+    env = {"MODEL_URI": rollout.artifact_uri, "MODEL_VERSION": rollout.version}
+    if config is not None:
+        env["GOOGLE_CLOUD_PROJECT"] = config.project
+        control = experiments.control_uri(config, rollout.service)
+        if control:
+            env["SHADOW_CONTROL_URI"] = control
     return RevisionSpec(
         name=rollout.candidate,
         image=rollout.image,
-        env={"MODEL_URI": rollout.artifact_uri, "MODEL_VERSION": rollout.version},
+        env=env,
         labels={"run-id": label_value(rollout.run_id), "model-version": label_value(rollout.version)},
     )
 
@@ -460,11 +493,15 @@ def _perform(runtime: Runtime, rollout: Rollout, actions: Sequence[Action], serv
     for action in actions:
         if isinstance(action, CreateService):
             etag = deployments.create_service(
-                rollout.service, candidate_spec(rollout), tag=action.tag, timeout=_timeout()
+                rollout.service, candidate_spec(rollout, runtime.config), tag=action.tag, timeout=_timeout()
             )
         elif isinstance(action, DeployCandidate):
             etag = deployments.deploy_revision(
-                rollout.service, candidate_spec(rollout), tag=action.tag, etag=etag, timeout=_timeout()
+                rollout.service,
+                candidate_spec(rollout, runtime.config),
+                tag=action.tag,
+                etag=etag,
+                timeout=_timeout(),
             )
         elif isinstance(action, SetTraffic):
             etag = deployments.set_traffic(rollout.service, action.targets, etag=etag, timeout=_timeout())
@@ -472,6 +509,8 @@ def _perform(runtime: Runtime, rollout: Rollout, actions: Sequence[Action], serv
             runtime.ports.registry.merge_aliases(
                 action.model, action.version, add=[action.alias], timeout=_timeout()
             )
+        elif isinstance(action, Mirror):
+            experiments.set_mirror(runtime, rollout, action, service, timeout=_timeout())
 
 
 _SEVERITY = {

@@ -9,11 +9,16 @@ Missing data is never zero: a revision Monitoring has nothing on is absent from
 :attr:`ServiceMetrics.revisions` (``for_revision`` answers None), and a percentile without samples is None.
 Cloud Monitoring reports Cloud Run metrics a few minutes late (seconds locally), so a window that ends "now"
 may still be filling.
+
+Numbers Cloud Run does not measure (a shadow's prediction agreement, an A/B test's conversions) are *custom
+metrics* the serving image writes (``custom.googleapis.com/…``); :meth:`Metrics.custom_metric` reads their raw
+points back, summed per value of one metric label (:class:`MetricSummary`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +33,11 @@ REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
 #: Cloud Monitoring's smallest alignment period; a shorter window still gets one aligned point.
 MIN_ALIGNMENT_SECONDS = 60
 PERCENTILES = (50, 95, 99)
+#: The metric types an application may write (CreateTimeSeries refuses every other).
+CUSTOM_METRIC_PREFIXES = ("custom.googleapis.com/", "external.googleapis.com/")
+# Metric label keys as Cloud Monitoring allows them; anything else could not appear in a filter safely.
+_METRIC_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+_METRIC_TYPE = re.compile(r"[A-Za-z0-9_./-]+")
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,19 @@ class ServiceMetrics:
         return sum(item.requests for item in self.revisions.values())
 
 
+@dataclass(frozen=True)
+class MetricSummary:
+    """The raw points of a custom metric in one group: how many fell in the window and their sum."""
+
+    points: int
+    total: float
+
+    @property
+    def mean(self) -> float | None:
+        """``total / points``; None without points (no data is not 0)."""
+        return self.total / self.points if self.points else None
+
+
 class Metrics(Protocol):
     def revision_metrics(
         self,
@@ -90,6 +113,21 @@ class Metrics(Protocol):
         (only ``revisions``, when given)."""
         ...
 
+    def custom_metric(
+        self,
+        metric_type: str,
+        start: datetime,
+        end: datetime,
+        *,
+        group_by: str,
+        where: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, MetricSummary]:
+        """The raw points of ``metric_type`` with end time in (start, end] whose *metric* labels equal every
+        item of ``where``, summed per value of the metric label ``group_by`` (series without that label are
+        left out). Empty dict when nothing was written."""
+        ...
+
 
 def window_problems(start: datetime, end: datetime) -> list[str]:
     problems = []
@@ -98,6 +136,39 @@ def window_problems(start: datetime, end: datetime) -> list[str]:
     elif end <= start:
         problems.append(f"the window must end after it starts ({start.isoformat()} .. {end.isoformat()})")
     return problems
+
+
+def custom_metric_problems(
+    metric_type: str, start: datetime, end: datetime, group_by: str, where: Mapping[str, str]
+) -> list[str]:
+    """Every problem of a :meth:`Metrics.custom_metric` query (the adapter and the fake share it)."""
+    problems = window_problems(start, end)
+    if not isinstance(metric_type, str) or not _METRIC_TYPE.fullmatch(metric_type):
+        problems.append(
+            f"metric type {metric_type!r} must be a metric type such as custom.googleapis.com/NAME"
+        )
+    for key in (group_by, *where):
+        if not isinstance(key, str) or not _METRIC_LABEL.fullmatch(key):
+            problems.append(f"metric label {key!r} must be letters, digits or '_', not starting with a digit")
+    problems += [
+        f"where: the value of {key!r} must be a string" for key, v in where.items() if not isinstance(v, str)
+    ]
+    return problems
+
+
+def _quoted(value: str) -> str:
+    """A filter string literal (backslash and double quote escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def summarise(points: Sequence[tuple[str, float]]) -> dict[str, MetricSummary]:
+    """(group value, value) pairs summed per group value."""
+    counts: dict[str, int] = {}
+    totals: dict[str, float] = {}
+    for group, value in points:
+        counts[group] = counts.get(group, 0) + 1
+        totals[group] = totals.get(group, 0.0) + value
+    return {group: MetricSummary(points=counts[group], total=totals[group]) for group in sorted(counts)}
 
 
 class MonitoringMetrics:
@@ -179,6 +250,52 @@ class MonitoringMetrics:
             },
         )
 
+    def custom_metric(
+        self,
+        metric_type: str,
+        start: datetime,
+        end: datetime,
+        *,
+        group_by: str,
+        where: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, MetricSummary]:
+        wanted = dict(where or {})
+        problems = custom_metric_problems(metric_type, start, end, group_by, wanted)
+        if problems:
+            raise InvalidInput("custom metric query", problems)
+        budget = Budget(timeout)
+        query = " AND ".join(
+            [f"metric.type = {_quoted(metric_type)}"]
+            + [f"metric.labels.{key} = {_quoted(value)}" for key, value in sorted(wanted.items())]
+        )
+        # Raw points (no aggregation, ALIGN_NONE): the sum and count are ours, and no alignment period can
+        # move a point across the window's edge.
+        request = {
+            "name": f"projects/{self.project}",
+            "filter": query,
+            "interval": {"start_time": _timestamp(start), "end_time": _timestamp(end)},
+            "view": "FULL",
+        }
+        low, high = start.timestamp(), end.timestamp()
+        found: list[tuple[str, float]] = []
+        try:
+            with boundary(f"reading {metric_type} from Cloud Monitoring"):
+                seconds = budget.left("reading a custom metric")
+                for series in self._api().list_time_series(
+                    request=request, timeout=seconds, retry=read_retry(seconds)
+                ):
+                    group = series.metric.labels.get(group_by)
+                    if group is None:
+                        continue
+                    for point in series.points:
+                        # The API selects by end time already; checking again keeps (start, end] exact.
+                        if low < point.interval.end_time.timestamp() <= high:
+                            found.append((group, _number(point.value)))
+        except NotFound:
+            return {}  # a metric never written has no descriptor yet: no data, not an error
+        return summarise(found)
+
     def _series(
         self,
         query: str,
@@ -210,6 +327,16 @@ class MonitoringMetrics:
                 )
         except NotFound:
             return []  # a metric Monitoring has never seen is no data, not an error
+
+
+def _number(value: Any) -> float:
+    """An INT64 or DOUBLE point value as a float (other value types are not summable: 0 is never invented,
+    they are refused)."""
+    if "int64_value" in value:
+        return float(value.int64_value)
+    if "double_value" in value:
+        return float(value.double_value)
+    raise InvalidInput("custom metric", [f"the point value {value!r} is neither INT64 nor DOUBLE"])
 
 
 def _timestamp(moment: datetime) -> dict[str, int]:

@@ -1,24 +1,29 @@
-"""An in-memory ``Metrics`` that honours the port's contract (``tests/contract/metrics_contract.py``).
+"""An in-memory ``Metrics`` that honours the port's contract (``tests/contract/metrics.py``).
 
 Tests record requests (:meth:`FakeMetrics.record`, :meth:`FakeMetrics.record_many`) as a Cloud Run service
 would report them; queries aggregate them like Cloud Monitoring: counts per response code class, latency
-percentiles of the ``2xx`` requests, a revision without data absent rather than zero.
+percentiles of the ``2xx`` requests, a revision without data absent rather than zero. Custom metric points
+are written with :meth:`FakeMetrics.write_point`, as an application's CreateTimeSeries would.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.errors import InvalidInput
 from shared.ports.faults import Faults
 from shared.ports.metrics import (
+    CUSTOM_METRIC_PREFIXES,
     PERCENTILES,
     LatencyPercentiles,
+    MetricSummary,
     RevisionMetrics,
     ServiceMetrics,
+    custom_metric_problems,
+    summarise,
     window_problems,
 )
 
@@ -29,6 +34,14 @@ class RecordedRequest:
     revision: str
     status: int
     latency_ms: float
+    at: datetime
+
+
+@dataclass(frozen=True)
+class WrittenPoint:
+    metric_type: str
+    labels: Mapping[str, str]
+    value: float
     at: datetime
 
 
@@ -49,6 +62,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 class FakeMetrics:
     faults: Faults = field(default_factory=Faults)
     requests: list[RecordedRequest] = field(default_factory=list)
+    points: list[WrittenPoint] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def record(
@@ -74,6 +88,46 @@ class FakeMetrics:
         """``count`` requests, the first ``errors`` of them answered ``error_status``."""
         for index in range(count):
             self.record(service, revision, error_status if index < errors else status, latency_ms, at)
+
+    def write_point(
+        self, metric_type: str, labels: Mapping[str, str], value: float, at: datetime | None = None
+    ) -> None:
+        """One point of a custom metric (``custom.googleapis.com/…``) with these metric labels."""
+        if not metric_type.startswith(CUSTOM_METRIC_PREFIXES):
+            raise InvalidInput(
+                "custom metric point", [f"only custom metrics can be written, not {metric_type!r}"]
+            )
+        moment = at or datetime.now(UTC)
+        if moment.tzinfo is None:
+            raise InvalidInput("custom metric point", ["the point's time must be timezone-aware"])
+        with self._lock:
+            self.points.append(WrittenPoint(metric_type, dict(labels), float(value), moment))
+
+    def custom_metric(
+        self,
+        metric_type: str,
+        start: datetime,
+        end: datetime,
+        *,
+        group_by: str,
+        where: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, MetricSummary]:
+        self.faults.take("custom_metric")
+        wanted = dict(where or {})
+        problems = custom_metric_problems(metric_type, start, end, group_by, wanted)
+        if problems:
+            raise InvalidInput("custom metric query", problems)
+        with self._lock:
+            selected = [
+                (item.labels[group_by], item.value)
+                for item in self.points
+                if item.metric_type == metric_type
+                and start < item.at <= end
+                and group_by in item.labels
+                and all(item.labels.get(key) == value for key, value in wanted.items())
+            ]
+        return summarise(selected)
 
     def revision_metrics(
         self,

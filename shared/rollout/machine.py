@@ -32,293 +32,90 @@ Rules it keeps:
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from shared.ports.deployments import RevisionState, TrafficTarget
-from shared.rollout.analysis import Analysis, Verdict
-from shared.rolloutconfig import ServiceSpec, Strategy
+from shared.rollout import experiments
+from shared.rollout.analysis import Analysis, Check, Verdict
+from shared.rollout.model import (
+    ABORTED,
+    CANDIDATE_TAG,
+    CHAMPION,
+    DEPLOY,
+    FAILED_TAG,
+    PAUSABLE,
+    PAUSED,
+    PREVIOUS_TAG,
+    PROMOTED,
+    PROMOTING,
+    REDEPLOY_AFTER_SECONDS,
+    RESUMED,
+    ROLLED_BACK,
+    ROLLING_BACK,
+    SMOKE,
+    STABLE_TAG,
+    STARTED,
+    Action,
+    Command,
+    CommandAction,
+    CreateService,
+    Decision,
+    DeployCandidate,
+    Event,
+    EventKind,
+    Mirror,
+    MoveAlias,
+    Observed,
+    Phase,
+    Policy,
+    Record,
+    Rollout,
+    SetTraffic,
+    SmokeOutcome,
+    step_name,
+    traffic_name,
+)
+from shared.rolloutconfig import Strategy
 
-CANDIDATE_TAG = "candidate"
-STABLE_TAG = "stable"
-FAILED_TAG = "failed"
-PREVIOUS_TAG = "previous"  # the old stable after a promotion, at 0%, for an instant rollback
-CHAMPION = "champion"
-
-# Step names on the run (the status page reads the first five; see the rollout brief).
-STARTED = "rollout:started"
-PROMOTED = "rollout:promoted"
-ROLLED_BACK = "rollout:rolled_back"
-PAUSED = "rollout:paused"
-RESUMED = "rollout:resumed"
-ABORTED = "rollout:aborted"
-SMOKE = "rollout:smoke"
-PROMOTING = "rollout:promoting"
-ROLLING_BACK = "rollout:rolling_back"
-DEPLOY = "rollout:deploy"
-
-#: A candidate revision not seen this long after its deploy is deployed again (then twice as long, ...).
-REDEPLOY_AFTER_SECONDS = 15.0
-
-
-def step_name(index: int) -> str:
-    """``rollout:step:<n>``: the analysis of step ``n`` (0-based)."""
-    return f"rollout:step:{index}"
-
-
-def traffic_name(index: int) -> str:
-    """``rollout:traffic:<n>``: the split of step ``n`` asked for."""
-    return f"rollout:traffic:{index}"
-
-
-class Phase(enum.StrEnum):
-    PENDING = "pending"
-    DEPLOYING = "deploying"
-    SMOKE = "smoke"
-    STEPPING = "stepping"
-    PROMOTING = "promoting"
-    PROMOTED = "promoted"
-    ROLLING_BACK = "rolling_back"
-    ROLLED_BACK = "rolled_back"
-    PAUSED = "paused"
-    ABORTED = "aborted"
-    SUPERSEDED = "superseded"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.SUPERSEDED)
-
-
-#: Phases an operator may pause (and where ``resume`` goes back to).
-PAUSABLE = (Phase.DEPLOYING, Phase.SMOKE, Phase.STEPPING)
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What the machine needs of a service's configuration."""
-
-    strategy: Strategy = Strategy.CANARY
-    steps: tuple[int, ...] = (10, 50, 100)
-    interval_seconds: float = 60.0
-    inconclusive_wait_seconds: float = 30.0
-    inconclusive_then: str = "fail"  # fail | pause
-    ready_timeout_seconds: float = 300.0
-
-    @classmethod
-    def of(cls, service: ServiceSpec) -> Policy:
-        return cls(
-            strategy=service.strategy,
-            steps=service.steps,
-            interval_seconds=service.interval_seconds,
-            inconclusive_wait_seconds=service.canary.inconclusive.wait_seconds,
-            inconclusive_then=service.canary.inconclusive.then,
-            ready_timeout_seconds=service.ready_timeout_seconds,
-        )
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """One rollout of one candidate revision on one service: the ``rollouts/<service>`` state document."""
-
-    service: str
-    run_id: str
-    candidate: str  # the candidate revision's name
-    started_at: datetime
-    model: str = ""
-    version: str = ""  # the model version id
-    version_resource: str = ""
-    artifact_uri: str = ""
-    image: str = ""
-    cause: str = ""  # approval | server_image | manual
-    strategy: str = Strategy.CANARY.value
-    stable: str = ""  # the revision serving before; "" until known, and for a first deploy
-    first_deploy: bool = False  # the service did not exist: the candidate creates it
-    phase: Phase = Phase.PENDING
-    step: int = -1  # the canary step (index into the policy's steps) while stepping
-    attempt: int = 0  # how many times the current split was asked again (keys of re-issued writes)
-    entered_at: datetime | None = None  # when the current phase (or step) began
-    window_start: datetime | None = None  # when the current step's split was read back in effect
-    inconclusive_since: datetime | None = None
-    paused_phase: str = ""  # where ``resume`` goes back to
-    pauses: int = 0
-    reason: str = ""  # why it ended (or paused)
-    last_command: str = ""  # the id of the last operator command acted on
-
-    @property
-    def active(self) -> bool:
-        return not self.phase.terminal
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "run_id": self.run_id,
-            "candidate": self.candidate,
-            "started_at": self.started_at.isoformat(),
-            "model": self.model,
-            "version": self.version,
-            "version_resource": self.version_resource,
-            "artifact_uri": self.artifact_uri,
-            "image": self.image,
-            "cause": self.cause,
-            "strategy": self.strategy,
-            "stable": self.stable,
-            "first_deploy": self.first_deploy,
-            "phase": self.phase.value,
-            "active": self.active,
-            "step": self.step,
-            "attempt": self.attempt,
-            "entered_at": _iso(self.entered_at),
-            "window_start": _iso(self.window_start),
-            "inconclusive_since": _iso(self.inconclusive_since),
-            "paused_phase": self.paused_phase,
-            "pauses": self.pauses,
-            "reason": self.reason,
-            "last_command": self.last_command,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Rollout:
-        started = _time(data.get("started_at"))
-        assert started is not None, "a stored rollout always has started_at"
-        return cls(
-            service=str(data["service"]),
-            run_id=str(data["run_id"]),
-            candidate=str(data["candidate"]),
-            started_at=started,
-            model=str(data.get("model", "")),
-            version=str(data.get("version", "")),
-            version_resource=str(data.get("version_resource", "")),
-            artifact_uri=str(data.get("artifact_uri", "")),
-            image=str(data.get("image", "")),
-            cause=str(data.get("cause", "")),
-            strategy=str(data.get("strategy", Strategy.CANARY.value)),
-            stable=str(data.get("stable", "")),
-            first_deploy=bool(data.get("first_deploy", False)),
-            phase=Phase(str(data.get("phase", Phase.PENDING.value))),
-            step=int(data.get("step", -1)),
-            attempt=int(data.get("attempt", 0)),
-            entered_at=_time(data.get("entered_at")),
-            window_start=_time(data.get("window_start")),
-            inconclusive_since=_time(data.get("inconclusive_since")),
-            paused_phase=str(data.get("paused_phase", "")),
-            pauses=int(data.get("pauses", 0)),
-            reason=str(data.get("reason", "")),
-            last_command=str(data.get("last_command", "")),
-        )
-
-
-class CommandAction(enum.StrEnum):
-    PROMOTE = "promote"
-    ROLLBACK = "rollback"
-    PAUSE = "pause"
-    RESUME = "resume"
-
-
-@dataclass(frozen=True)
-class Command:
-    """An operator's command for the service's current rollout (``run_id``; empty: whichever it is)."""
-
-    id: str
-    action: CommandAction
-    by: str = ""
-    run_id: str = ""
-
-
-@dataclass(frozen=True)
-class SmokeOutcome:
-    passed: bool
-    checks: tuple[Mapping[str, Any], ...] = ()  # one per check: path, status, latency_ms, ok, reason
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        return tuple(str(check.get("reason", "")) for check in self.checks if not check.get("ok"))
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What one tick read (the adapter fills it; every field has a harmless "nothing known" default)."""
-
-    exists: bool = False  # the service exists
-    candidate: RevisionState | None = None  # None: no such revision
-    candidate_message: str = ""  # why it failed, when it did
-    asked: Mapping[str, int] = field(default_factory=dict)  # revision -> percent, as asked for
-    served: Mapping[str, int] = field(default_factory=dict)  # revision -> percent, as served (read back)
-    tags: Mapping[str, str] = field(default_factory=dict)  # tag -> revision, as asked for
-    analysis: Analysis | None = None  # of the current step's window (None: nothing to analyse with)
-    smoke: SmokeOutcome | None = None
-    command: Command | None = None
-
-
-@dataclass(frozen=True)
-class CreateService:
-    """Create the service with the candidate at 100% behind the ``candidate`` tag (a first deploy)."""
-
-    tag: str = CANDIDATE_TAG
-
-
-@dataclass(frozen=True)
-class DeployCandidate:
-    """Add the candidate revision at 0% behind the ``candidate`` tag, every other share pinned."""
-
-    tag: str = CANDIDATE_TAG
-
-
-@dataclass(frozen=True)
-class SetTraffic:
-    targets: tuple[TrafficTarget, ...]
-
-
-@dataclass(frozen=True)
-class MoveAlias:
-    """Give the model version the alias (taking it from any other version)."""
-
-    model: str
-    version: str
-    alias: str = CHAMPION
-
-
-Action = CreateService | DeployCandidate | SetTraffic | MoveAlias
-
-
-class EventKind(enum.StrEnum):
-    STARTED = "started"
-    STEP = "step"
-    PAUSED = "paused"
-    RESUMED = "resumed"
-    PROMOTED = "promoted"
-    ROLLED_BACK = "rolled_back"
-    ABORTED = "aborted"
-
-
-@dataclass(frozen=True)
-class Event:
-    """A rollout event; the adapter adds the service's tag URLs and publishes it (and its notification)."""
-
-    kind: EventKind
-    percent: int = 0  # the candidate's share after this event
-    reason: str = ""
-    detail: Mapping[str, Any] = field(default_factory=dict)  # e.g. the step's analysis numbers
-
-
-@dataclass(frozen=True)
-class Record:
-    """A step on the run: its exact ``name``, the idempotency ``key`` and the ``result`` it records."""
-
-    name: str
-    key: str
-    result: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Decision:
-    rollout: Rollout
-    actions: tuple[Action, ...] = ()
-    record: Record | None = None
-    events: tuple[Event, ...] = ()
-
+__all__ = [
+    "CANDIDATE_TAG",
+    "CHAMPION",
+    "FAILED_TAG",
+    "PREVIOUS_TAG",
+    "STABLE_TAG",
+    "Action",
+    "Command",
+    "CommandAction",
+    "CreateService",
+    "Decision",
+    "DeployCandidate",
+    "Event",
+    "EventKind",
+    "Mirror",
+    "MoveAlias",
+    "Observed",
+    "Phase",
+    "Policy",
+    "Record",
+    "Rollout",
+    "SetTraffic",
+    "SmokeOutcome",
+    "abort",
+    "advance",
+    "mirroring",
+    "promoted_split",
+    "rollback_split",
+    "shares",
+    "split",
+    "stable_of",
+    "step_name",
+    "step_result",
+    "supersede",
+    "traffic_name",
+]
 
 # -- the splits ----------------------------------------------------------------------------------------------
 
@@ -391,8 +188,26 @@ def stable_of(served: Mapping[str, int], asked: Mapping[str, int] | None = None)
 # -- the transition ----------------------------------------------------------------------------------------
 
 
+def mirroring(rollout: Rollout, policy: Policy) -> bool:
+    """Whether the serving image should be copying requests to this rollout's candidate: only while its
+    shadow comparison step runs (paused, promoted, rolled back or past it: off)."""
+    return rollout.phase is Phase.STEPPING and policy.is_shadow_step(rollout.step)
+
+
 def advance(rollout: Rollout, observed: Observed, policy: Policy, now: datetime) -> Decision:
     """The next decision for ``rollout`` (see the module docstring); a terminal rollout stays as it is."""
+    decision = _advance(rollout, observed, policy, now)
+    before, after = mirroring(rollout, policy), mirroring(decision.rollout, policy)
+    if before != after and decision.record is not None:
+        # Every transition into or out of the shadow step records a step, so the mirror's switch rides on
+        # that step's key: done once, however many ticks overlap.
+        mirror = Mirror(on=after, sample=policy.shadow_sample if after else 0.0)
+        ordered = (*decision.actions, mirror) if after else (mirror, *decision.actions)
+        decision = replace(decision, actions=ordered)
+    return decision
+
+
+def _advance(rollout: Rollout, observed: Observed, policy: Policy, now: datetime) -> Decision:
     if rollout.phase.terminal:
         return Decision(rollout)
     command = observed.command
@@ -534,7 +349,7 @@ def _deploying(rollout: Rollout, observed: Observed, policy: Policy, now: dateti
         )
     if state is not RevisionState.READY:
         return Decision(rollout)
-    if rollout.first_deploy or policy.strategy is Strategy.BLUE_GREEN:
+    if rollout.first_deploy or policy.smoke_first:
         return Decision(replace(rollout, phase=Phase.SMOKE, entered_at=now))
     return _enter_step(rollout, policy, 0, now)
 
@@ -595,20 +410,27 @@ def _stepping(rollout: Rollout, observed: Observed, policy: Policy, now: datetim
             reason = f"the {percent}% split was not in effect after {policy.ready_timeout_seconds:.0f}s"
             return _rollback(rollout, observed, reason, now, "not-in-effect")
         return Decision(rollout)
-    analysis = observed.analysis
+    analysis, extra = _judged(observed, policy, index, _since(rollout.window_start, now))
     verdict = analysis.verdict if analysis is not None else Verdict.INCONCLUSIVE
     reasons = list(analysis.reasons) if analysis is not None else ["no analysis: no metrics were read"]
-    result = step_result(rollout, percent, analysis, verdict, reasons)
+    result = step_result(rollout, percent, analysis, verdict, reasons, extra)
     record = Record(step_name(index), key(rollout, "step", index), result)
     event = Event(EventKind.STEP, percent, "; ".join(reasons), result)
+    what = _step_label(policy, index, percent)
     if verdict is Verdict.UNHEALTHY:
-        reason = f"step {index} ({percent}%) unhealthy: " + "; ".join(reasons)
+        reason = f"{what} unhealthy: " + "; ".join(reasons)
         return _with_step(_rollback(rollout, observed, reason, now, "unhealthy"), record, event)
-    if _since(rollout.window_start, now) < policy.interval_seconds:
+    if _since(rollout.window_start, now) < policy.interval(index):
         return Decision(rollout)
     if verdict is Verdict.HEALTHY:
         if index + 1 >= len(policy.steps):
-            return _with_step(_promote(rollout, "every step healthy", now, "steps"), record, event)
+            if policy.strategy is Strategy.AB and policy.ab_decide == "human":
+                return _await_decision(rollout, policy, index, now, result, event)
+            why = {
+                Strategy.SHADOW: "the shadow comparison passed",
+                Strategy.AB: "the candidate won the A/B test",
+            }.get(policy.strategy, "every step healthy")
+            return _with_step(_promote(rollout, why, now, "steps"), record, event)
         following = _enter_step(rollout, policy, index + 1, now)
         return Decision(following.rollout, following.actions, record, (event,))
     since = rollout.inconclusive_since or now
@@ -630,12 +452,73 @@ def _stepping(rollout: Rollout, observed: Observed, policy: Policy, now: datetim
         # The step is judged again after the resume: its ``rollout:step:<n>`` is recorded then, once.
         pause = Record(PAUSED, key(rollout, "paused", rollout.pauses), {"reason": reason, "analysis": result})
         return Decision(paused, (), pause, (event, Event(EventKind.PAUSED, percent, reason)))
-    reason = f"step {index} ({percent}%) {waited}"
+    reason = f"{what} {waited}"
     return _with_step(_rollback(rollout, observed, reason, now, "inconclusive"), record, event)
 
 
+def _step_label(policy: Policy, index: int, percent: int) -> str:
+    if policy.is_shadow_step(index):
+        return "shadow comparison"
+    if policy.strategy is Strategy.AB:
+        return f"A/B test ({percent}%)"
+    return f"step {index} ({percent}%)"
+
+
+def _judged(
+    observed: Observed, policy: Policy, index: int, elapsed: float
+) -> tuple[Analysis | None, dict[str, Any]]:
+    """The step's analysis with the strategy's own checks folded in, and their numbers for the record: the
+    shadow comparison (agreement of the copies), the A/B metric once the test's duration is over."""
+    analysis = observed.analysis
+    extra: dict[str, Any] = {}
+    if policy.is_shadow_step(index):
+        checks = experiments.shadow_checks(
+            observed.comparison, policy.shadow_min_requests, policy.shadow_min_agreement
+        )
+        analysis = experiments.with_checks(analysis, checks)
+        extra["shadow"] = observed.comparison.to_json() if observed.comparison is not None else None
+    if policy.strategy is Strategy.AB and elapsed >= policy.interval(index):
+        extra["ab"] = observed.ab.to_json() if observed.ab is not None else None
+        if policy.ab_decide == "metric":
+            outcome, text = experiments.ab_verdict(observed.ab, policy.ab_metric)
+            analysis = experiments.with_checks(analysis, (Check("ab_metric", outcome, text),))
+        elif policy.ab_metric.type:
+            extra["ab_reading"] = experiments.ab_verdict(observed.ab, policy.ab_metric)[1]
+    return analysis, extra
+
+
+def _await_decision(
+    rollout: Rollout, policy: Policy, index: int, now: datetime, result: dict[str, Any], event: Event
+) -> Decision:
+    """An A/B test decided by a person: it holds its split, paused, until ``promote`` or ``rollback``."""
+    percent = policy.steps[index]
+    reading = f" ({result['ab_reading']})" if result.get("ab_reading") else ""
+    reason = (
+        f"A/B test ({percent}%) healthy after {policy.interval(index):.0f}s{reading}; "
+        "waiting for an operator to promote or roll back"
+    )
+    paused = replace(
+        rollout,
+        phase=Phase.PAUSED,
+        paused_phase=Phase.STEPPING.value,
+        pauses=rollout.pauses + 1,
+        reason=reason,
+        entered_at=now,
+        window_start=None,
+        inconclusive_since=None,
+    )
+    # Like an inconclusive pause, the step itself is recorded when it is judged after a resume, once.
+    pause = Record(PAUSED, key(rollout, "paused", rollout.pauses), {"reason": reason, "analysis": result})
+    return Decision(paused, (), pause, (event, Event(EventKind.PAUSED, percent, reason)))
+
+
 def step_result(
-    rollout: Rollout, percent: int, analysis: Analysis | None, verdict: Verdict, reasons: list[str]
+    rollout: Rollout,
+    percent: int,
+    analysis: Analysis | None,
+    verdict: Verdict,
+    reasons: list[str],
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``rollout:step:<n>`` detail: the split, each revision's numbers, the verdict and why."""
     revisions: dict[str, Any] = {}
@@ -657,6 +540,7 @@ def step_result(
         "revisions": revisions,
         "verdict": verdict.value,
         "reasons": reasons,
+        **(extra or {}),
     }
 
 
@@ -755,14 +639,6 @@ def abort(rollout: Rollout, reason: str, now: datetime) -> Decision:
 
 def _since(moment: datetime | None, now: datetime) -> float:
     return (now - moment).total_seconds() if moment is not None else 0.0
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
-def _time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(str(value)) if value else None
 
 
 _HANDLERS = {

@@ -1,13 +1,18 @@
 """The behaviour every :class:`shared.ports.metrics.Metrics` implementation must show.
 
-A concrete module subclasses :class:`MetricsContract` and provides ``metrics`` and ``traffic``: a service
-with a ``stable`` and a ``candidate`` revision (each test its own) and a way to send requests to one revision,
-a share of them failing with 5xx and each slowed by some milliseconds — real requests through the Cloud Run
-emulator, recorded samples for the fake.
+A concrete module subclasses :class:`MetricsContract` (providing ``metrics`` and ``traffic``) and
+:class:`CustomMetricContract` (``metrics`` and ``custom_points``). ``traffic``: a service with a ``stable``
+and a ``candidate`` revision (each test its own) and a way to send requests to one revision, a share of them
+failing with 5xx and each slowed by some milliseconds — real requests through the Cloud Run emulator,
+recorded samples for the fake.
+``custom_points``: a way to write one point of a custom metric, as an application does — through
+``MetricServiceClient.create_time_series`` against the emulator, ``FakeMetrics.write_point`` for the fake.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -15,7 +20,7 @@ from typing import Protocol
 import pytest
 
 from shared.errors import InvalidInput
-from shared.ports.metrics import Metrics, ServiceMetrics
+from shared.ports.metrics import Metrics, MetricSummary, ServiceMetrics
 from tests.contract.eventually import until
 
 
@@ -28,6 +33,13 @@ class Traffic(Protocol):
         self, revision: str, count: int, *, error_rate: float = 0.0, extra_latency_ms: float = 0.0
     ) -> None:
         """``count`` requests to ``revision``: exactly ``error_rate * count`` answered 5xx, each slowed."""
+        ...
+
+
+class CustomPoints(Protocol):
+    def write(self, metric_type: str, labels: Mapping[str, str], value: int | float, at: datetime) -> None:
+        """One GAUGE point of ``metric_type`` (INT64 for an int, DOUBLE for a float) with these metric
+        labels, ending at ``at``; the points of one series are written in time order."""
         ...
 
 
@@ -135,3 +147,152 @@ class MetricsContract:
             metrics.revision_metrics(traffic.service, now, now - timedelta(seconds=5))
         with pytest.raises(InvalidInput):
             metrics.revision_metrics(traffic.service, datetime(2030, 1, 1), datetime(2030, 1, 2))
+
+
+def _custom_type() -> str:
+    return f"custom.googleapis.com/contract/{uuid.uuid4().hex[:12]}"
+
+
+class CustomMetricContract:
+    """``Metrics.custom_metric`` over points written the way an application writes them."""
+
+    REPORT_SECONDS = 30.0
+
+    @pytest.fixture
+    def metrics(self) -> Metrics:
+        raise NotImplementedError("a concrete contract test overrides the `metrics` fixture")
+
+    @pytest.fixture
+    def custom_points(self) -> CustomPoints:
+        raise NotImplementedError("a concrete contract test overrides the `custom_points` fixture")
+
+    def summed(
+        self,
+        metrics: Metrics,
+        metric_type: str,
+        start: datetime,
+        end: datetime,
+        expected_points: int,
+        group_by: str,
+    ) -> dict[str, MetricSummary]:
+        """The query's answer once it counts ``expected_points`` points (Monitoring shows them late)."""
+        return until(
+            lambda: metrics.custom_metric(metric_type, start, end, group_by=group_by),
+            lambda found: sum(item.points for item in found.values()) >= expected_points,
+            self.REPORT_SECONDS,
+            0.25,
+        )
+
+    def test_points_are_summed_per_value_of_the_group_label(
+        self, metrics: Metrics, custom_points: CustomPoints
+    ) -> None:
+        metric_type = _custom_type()
+        base = datetime.now(UTC) - timedelta(minutes=10)
+        for index, (outcome, value) in enumerate([("agree", 3), ("agree", 4), ("disagree", 1), ("error", 2)]):
+            custom_points.write(
+                metric_type, {"outcome": outcome, "instance": "i1"}, value, base + timedelta(seconds=index)
+            )
+        custom_points.write(metric_type, {"instance": "i1"}, 9, base + timedelta(seconds=5))  # no outcome
+
+        found = self.summed(
+            metrics,
+            metric_type,
+            base - timedelta(seconds=1),
+            base + timedelta(minutes=1),
+            4,
+            group_by="outcome",
+        )
+
+        assert found == {
+            "agree": MetricSummary(points=2, total=7.0),
+            "disagree": MetricSummary(points=1, total=1.0),
+            "error": MetricSummary(points=1, total=2.0),
+        }
+        assert found["agree"].mean == 3.5
+
+    def test_where_keeps_only_points_whose_labels_match_every_item(
+        self, metrics: Metrics, custom_points: CustomPoints
+    ) -> None:
+        metric_type = _custom_type()
+        base = datetime.now(UTC) - timedelta(minutes=10)
+        labelled = [
+            ({"candidate": "rev-2", "source": "rev-1", "outcome": "agree"}, 5),
+            ({"candidate": "rev-2", "source": "rev-0", "outcome": "agree"}, 7),
+            ({"candidate": "rev-3", "source": "rev-1", "outcome": "agree"}, 11),
+            ({"candidate": "rev-2", "source": "rev-1", "outcome": "error"}, 1),
+        ]
+        for index, (labels, value) in enumerate(labelled):
+            custom_points.write(metric_type, labels, value, base + timedelta(seconds=index))
+        window = (base - timedelta(seconds=1), base + timedelta(minutes=1))
+        self.summed(metrics, metric_type, *window, 4, "outcome")
+
+        only_rev2 = metrics.custom_metric(
+            metric_type, *window, group_by="outcome", where={"candidate": "rev-2"}
+        )
+        both = metrics.custom_metric(
+            metric_type, *window, group_by="outcome", where={"candidate": "rev-2", "source": "rev-1"}
+        )
+        nobody = metrics.custom_metric(metric_type, *window, group_by="outcome", where={"candidate": "rev-9"})
+
+        assert only_rev2 == {"agree": MetricSummary(2, 12.0), "error": MetricSummary(1, 1.0)}
+        assert both == {"agree": MetricSummary(1, 5.0), "error": MetricSummary(1, 1.0)}
+        assert nobody == {}
+
+    def test_the_window_excludes_its_start_and_includes_its_end(
+        self, metrics: Metrics, custom_points: CustomPoints
+    ) -> None:
+        metric_type = _custom_type()
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+        end = start + timedelta(seconds=60)
+        for offset, value in ((0, 1), (30, 10), (60, 100), (61, 1000)):
+            custom_points.write(metric_type, {"outcome": "agree"}, value, start + timedelta(seconds=offset))
+        self.summed(
+            metrics,
+            metric_type,
+            start - timedelta(seconds=1),
+            end + timedelta(seconds=2),
+            4,
+            group_by="outcome",
+        )
+
+        found = metrics.custom_metric(metric_type, start, end, group_by="outcome")
+
+        assert found == {"agree": MetricSummary(points=2, total=110.0)}
+
+    def test_int64_and_double_points_are_both_summed(
+        self, metrics: Metrics, custom_points: CustomPoints
+    ) -> None:
+        counts, ratios = _custom_type(), _custom_type()
+        base = datetime.now(UTC) - timedelta(minutes=10)
+        for index in range(3):
+            custom_points.write(counts, {"arm": "b"}, 2, base + timedelta(seconds=index))
+            custom_points.write(ratios, {"arm": "b"}, 0.25, base + timedelta(seconds=index))
+        window = (base - timedelta(seconds=1), base + timedelta(minutes=1))
+
+        int64 = self.summed(metrics, counts, *window, 3, "arm")
+        double = self.summed(metrics, ratios, *window, 3, "arm")
+
+        assert int64 == {"b": MetricSummary(points=3, total=6.0)}
+        assert double == {"b": MetricSummary(points=3, total=0.75)}
+        assert double["b"].mean == 0.25
+
+    def test_nothing_written_is_an_empty_answer(self, metrics: Metrics, custom_points: CustomPoints) -> None:
+        now = datetime.now(UTC)
+
+        found = metrics.custom_metric(_custom_type(), now - timedelta(hours=1), now, group_by="outcome")
+
+        assert found == {}
+        assert MetricSummary(points=0, total=0.0).mean is None
+
+    def test_a_bad_query_is_refused_before_any_call(
+        self, metrics: Metrics, custom_points: CustomPoints
+    ) -> None:
+        now = datetime.now(UTC)
+        with pytest.raises(InvalidInput):
+            metrics.custom_metric(_custom_type(), now, now - timedelta(seconds=5), group_by="outcome")
+        with pytest.raises(InvalidInput):
+            metrics.custom_metric(_custom_type(), now - timedelta(seconds=5), now, group_by='x" OR "')
+        with pytest.raises(InvalidInput):
+            metrics.custom_metric(
+                _custom_type(), now - timedelta(seconds=5), now, group_by="outcome", where={"a b": "c"}
+            )

@@ -12,6 +12,9 @@
 - ``ERROR_MODE``: ``random`` (default: each request fails with probability ERROR_RATE) or ``deterministic``
   (failures spread evenly, exactly ERROR_RATE·N of N requests — for tests that assert a share tightly).
 - ``K_REVISION`` (set by Cloud Run) is echoed as ``revision`` in ``/predict`` and ``/healthz`` answers.
+- ``SHADOW_CONTROL_URI``: where a shadow rollout's mirror control object appears; while it names another
+  revision, a sample of the ``/predict`` requests answered 200 is copied to it and the comparisons are written
+  to Cloud Monitoring (``server/shadow.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from server import shadow
 
 
 def load_model(uri: str) -> dict[str, Any]:
@@ -99,7 +104,9 @@ class Predictor:
         return [str(label) for label in self.model.predict(self.rows(instances))]
 
 
-def make_handler(predictor: Predictor) -> type[BaseHTTPRequestHandler]:
+def make_handler(predictor: Predictor, mirror: shadow.Mirror | None = None) -> type[BaseHTTPRequestHandler]:
+    """The request handler; ``mirror`` (a ``shadow.Mirror``) is offered every /predict answered 200."""
+
     class Handler(BaseHTTPRequestHandler):
         def _send(self, status: int, payload: dict[str, Any]) -> None:
             body = json.dumps(payload).encode()
@@ -134,7 +141,8 @@ def make_handler(predictor: Predictor) -> type[BaseHTTPRequestHandler]:
                 return
             try:
                 length = int(self.headers.get("Content-Length") or 0)
-                request = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                request = json.loads(raw or b"{}")
                 predictions = predictor.predict(request.get("instances"))
             except (ValueError, KeyError, TypeError, AttributeError) as error:
                 self._send(400, {"error": str(error)})
@@ -148,6 +156,9 @@ def make_handler(predictor: Predictor) -> type[BaseHTTPRequestHandler]:
                     "revision": predictor.revision,
                 },
             )
+            # After the answer is sent: a copy never delays the user. Copies are not copied again.
+            if mirror is not None and not self.headers.get(shadow.MIRROR_HEADER):
+                mirror.offer(raw, predictions)
 
         def log_message(self, format: str, *args: Any) -> None:
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
@@ -167,7 +178,10 @@ def main() -> int:
         return 1
     port = int(os.environ.get("PORT", "8080"))
     host = os.environ.get("HOST", "0.0.0.0")
-    server = ThreadingHTTPServer((host, port), make_handler(predictor))
+    mirror = shadow.from_env()
+    if mirror is not None:
+        mirror.start()
+    server = ThreadingHTTPServer((host, port), make_handler(predictor, mirror))
     print(json.dumps({"message": "serving", "port": port, "model": model_uri}), flush=True)
     try:
         server.serve_forever()

@@ -181,6 +181,9 @@ def candidate_request(version: str = "2", **overrides: Any) -> RolloutRequested:
 @contextmanager
 def world(config: PipelineConfig | None = None, *, stable: bool = True) -> Iterator[World]:
     ports = fake_ports(project=PROJECT)
+    ports.objects.add_bucket(
+        f"{PROJECT}-artifacts"
+    )  # the chain's artifacts (and the shadow mirror's control)
     for version in ("1", "2", "3"):
         ports.registry.upload(ModelUpload("churn", "churn", f"gs://demo-artifacts/runs/run-{version}/model/"))
     ports.registry.merge_aliases("churn", "1", add=["champion"])

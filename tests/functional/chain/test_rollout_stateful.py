@@ -4,6 +4,7 @@ service's traffic always sums to 100 over at most two revisions, and only one ro
 from __future__ import annotations
 
 import contextlib
+import json
 from contextlib import ExitStack
 
 import pytest
@@ -15,9 +16,19 @@ from shared.chain import rollout
 from shared.errors import InvalidInput, TransientError
 from shared.ledger import RunStatus
 from shared.ports.deployments import revision_name
-from shared.ports.errors import Conflict
+from shared.ports.errors import Conflict, NotFound
 from shared.rollout.machine import CommandAction
-from tests.functional.chain.rollout_support import SERVICE, Behaviour, World, candidate_request, world
+from shared.rolloutconfig import SHADOW_METRIC
+from tests.functional.chain.rollout_support import (
+    PROJECT,
+    SERVICE,
+    Behaviour,
+    World,
+    candidate_request,
+    world,
+)
+
+CONTROL = f"rollouts/{SERVICE}/shadow.json"
 
 pytestmark = pytest.mark.functional
 
@@ -33,26 +44,46 @@ class Rollouts(RuleBasedStateMachine):
         self.stack = ExitStack()
         self.env: World = self.stack.enter_context(world())
         self.runs: list[str] = []
+        self.strategies: dict[str, str] = {}
 
     @initialize()
     def first(self) -> None:
         self.request(2)
 
-    def request(self, version: int) -> None:
+    def request(self, version: int, strategy: str = "") -> None:
         run_id = f"run-{version}"
         self.runs.append(run_id)
+        self.strategies[run_id] = strategy
         with contextlib.suppress(TransientError):
-            rollout.start(self.env.runtime, run_id, candidate_request(str(version)))
+            rollout.start(self.env.runtime, run_id, candidate_request(str(version), strategy=strategy))
 
-    @rule()
-    def newer_candidate(self) -> None:
-        self.request(len(self.runs) + 2)
+    @rule(strategy=st.sampled_from(["", "shadow", "blue_green"]))
+    def newer_candidate(self, strategy: str) -> None:
+        self.request(len(self.runs) + 2, strategy)
 
     @rule(which=st.integers(min_value=0, max_value=10))
     def redelivered_request(self, which: int) -> None:
         run_id = self.runs[which % len(self.runs)]
+        request = candidate_request(run_id.removeprefix("run-"), strategy=self.strategies[run_id])
         with contextlib.suppress(TransientError):
-            rollout.start(self.env.runtime, run_id, candidate_request(run_id.removeprefix("run-")))
+            rollout.start(self.env.runtime, run_id, request)
+
+    @rule(agree=st.booleans())
+    def shadow_copies(self, agree: bool) -> None:
+        """What a stable serving image does while the mirror is on: copies answered, their comparison."""
+        control = self.mirror()
+        if control is None:
+            return
+        at = self.env.clock.now
+        self.env.ports.metrics.record_many(SERVICE, control["candidate"], 30, at=at)
+        labels = {"candidate": control["candidate"], "outcome": "agree" if agree else "disagree"}
+        self.env.ports.metrics.write_point(SHADOW_METRIC, labels, 30, at=at)
+
+    def mirror(self) -> dict[str, str] | None:
+        try:
+            return dict(json.loads(self.env.ports.objects.read_text(f"{PROJECT}-artifacts", CONTROL)))
+        except NotFound:
+            return None
 
     @rule(seconds=st.sampled_from([0.0, 1.0, 3.0, 6.0]), requests=st.sampled_from([0, 10, 60]))
     def tick(self, seconds: float, requests: int) -> None:
@@ -101,6 +132,15 @@ class Rollouts(RuleBasedStateMachine):
                 continue
             run = self.env.ledger.get_run(run_id)
             assert run is None or run.status is not RunStatus.RUNNING, f"{run_id} still live beside {current}"
+
+    @invariant()
+    def the_mirror_copies_only_to_a_live_shadow_comparison(self) -> None:
+        control = self.mirror()
+        if control is None:
+            return
+        current = rollout.read_lease(self.env.runtime, SERVICE).rollout
+        assert current is not None and current.active, f"mirror on with no live rollout: {control}"
+        assert current.strategy == "shadow" and control["candidate"] == current.candidate, (control, current)
 
     def teardown(self) -> None:
         self.stack.close()

@@ -68,7 +68,13 @@ def test_a_good_candidate_is_deployed_at_zero_then_canaried_and_promoted(env: Wo
     assert service is not None
     revision = service.revision(CANDIDATE)
     assert revision is not None
-    assert revision.env == {"MODEL_URI": "gs://demo-artifacts/runs/run-2/model/", "MODEL_VERSION": "2"}
+    assert revision.env == {
+        "MODEL_URI": "gs://demo-artifacts/runs/run-2/model/",
+        "MODEL_VERSION": "2",
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        # Where the serving image looks for the shadow mirror's control (any revision may become stable).
+        "SHADOW_CONTROL_URI": f"gs://{PROJECT}-artifacts/rollouts/{SERVICE}/shadow.json",
+    }
     assert revision.labels == {"run-id": RUN, "model-version": "2"}
     assert env.served() == {STABLE: 100}  # deployed at 0%, behind its tag
     assert service.tag_uri("candidate") is not None

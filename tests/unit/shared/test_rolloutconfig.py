@@ -62,10 +62,70 @@ def test_defaults() -> None:
     assert service.thresholds.max_p95_ratio == 2.0
 
 
-@pytest.mark.parametrize("strategy", ["shadow", "ab"])
-def test_shadow_and_ab_are_refused_as_not_supported_yet(strategy: str) -> None:
-    text = problems({"name": "svc", "model": "churn", "strategy": strategy})
-    assert f"spec.services[0].strategy: '{strategy}' is not supported yet" in text
+def test_shadow_compares_first_then_promotes_or_hands_over_to_the_canary() -> None:
+    shadow = {"sample": 0.25, "duration": "15s", "minRequests": 30, "minAgreement": 0.9}
+    [service] = config({"name": "svc", "model": "churn", "strategy": "shadow", "shadow": shadow}).services
+    assert service.strategy is Strategy.SHADOW and service.steps == (0,)
+    assert service.intervals_of(Strategy.SHADOW) == (15.0,)
+    assert (service.shadow.sample, service.shadow.min_requests, service.shadow.min_agreement) == (
+        0.25,
+        30,
+        0.9,
+    )
+    handed = {**shadow, "then": "canary"}
+    canary = {"steps": [20, 100], "interval": "3s"}
+    [service] = config(
+        {"name": "svc", "model": "churn", "strategy": "shadow", "shadow": handed, "canary": canary}
+    ).services
+    assert service.steps == (0, 20, 100) and service.intervals_of(Strategy.SHADOW) == (15.0, 3.0, 3.0)
+
+
+def test_ab_holds_its_split_for_the_duration() -> None:
+    ab = {"split": 30, "duration": "2m", "metric": {"type": "custom.googleapis.com/shop/conversion"}}
+    [service] = config({"name": "svc", "model": "churn", "strategy": "ab", "ab": ab}).services
+    assert service.steps == (30,) and service.interval_seconds == 120.0
+    assert service.ab.metric.type == "custom.googleapis.com/shop/conversion"
+    assert service.ab.metric.direction == "higher" and service.ab.decide == "metric"
+    # A rollout may run another strategy than the service's (operator `start --strategy`).
+    assert service.steps_of(Strategy.CANARY) == (10, 50, 100)
+    assert service.problems_for(Strategy.BLUE_GREEN) == [
+        "blue_green needs at least one smoke check (they decide the switch)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"strategy": "shadow", "shadow": {"sample": 0}}, "shadow.sample: 0.0 is not a share above 0"),
+        ({"strategy": "shadow", "shadow": {"minAgreement": 1.5}}, "shadow.minAgreement: 1.5 is not a share"),
+        (
+            {"strategy": "shadow", "shadow": {"then": "wait"}},
+            "shadow.then: 'wait' is not one of promote, canary",
+        ),
+        ({"strategy": "ab", "ab": {"split": 100}}, "ab.split"),
+        ({"strategy": "ab", "ab": {"decide": "vote"}}, "ab.decide: 'vote' is not one of metric, human"),
+        ({"strategy": "ab"}, "ab: ab with decide: metric needs ab.metric.type"),
+        (
+            {"strategy": "ab", "ab": {"metric": {"type": "run.googleapis.com/request_count"}}},
+            "ab.metric.type: 'run.googleapis.com/request_count' is not a metric an application writes",
+        ),
+        (
+            {"strategy": "ab", "ab": {"metric": {"type": "custom.googleapis.com/x", "direction": "up"}}},
+            "ab.metric.direction: 'up' is not one of higher, lower",
+        ),
+        ({"strategy": "canary", "shadow": {"bogus": 1}}, "shadow.bogus"),
+        ({"strategy": "rainbow"}, "'rainbow' is not one of canary, blue_green, shadow, ab"),
+    ],
+)
+def test_shadow_and_ab_refusals_name_their_field(section: dict[str, Any], expected: str) -> None:
+    assert expected in problems({"name": "svc", "model": "churn", **section})
+
+
+def test_ab_decided_by_a_person_needs_no_metric() -> None:
+    [service] = config(
+        {"name": "svc", "model": "churn", "strategy": "ab", "ab": {"decide": "human"}}
+    ).services
+    assert service.ab.decide == "human" and service.problems_for(Strategy.AB) == []
 
 
 def test_blue_green_steps_once_to_100_for_its_post_switch_window() -> None:
@@ -107,3 +167,9 @@ def test_a_model_served_twice_and_a_bad_image_policy_are_refused() -> None:
         rollout={"serverImageChanges": "sometimes"},
     )
     assert "'churn' is used twice" in text and "'sometimes' is not one of auto, manual" in text
+
+
+def test_the_rollout_request_contract_knows_every_strategy() -> None:
+    from shared.chain.contracts import STRATEGIES
+
+    assert tuple(strategy.value for strategy in Strategy) == STRATEGIES

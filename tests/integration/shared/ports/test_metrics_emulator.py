@@ -1,13 +1,17 @@
 """The ``Metrics`` contract against the Cloud Monitoring emulator, through the real ``monitoring_v3`` client
 (gRPC): real requests go through the Cloud Run emulator's router to two revisions of a service, with the
-candidate's errors and latency injected by the router."""
+candidate's errors and latency injected by the router; custom metric points are written with
+``create_time_series``."""
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -18,7 +22,7 @@ from shared import clients
 from shared.ports.deployments import CloudRunDeployments, TrafficTarget
 from shared.ports.metrics import Metrics, MonitoringMetrics
 from tests.contract.deployments import SERVER_SCRIPT, DeploymentsContract
-from tests.contract.metrics import MetricsContract, Traffic
+from tests.contract.metrics import CustomMetricContract, CustomPoints, MetricsContract, Traffic
 from tests.integration.api_emulators import PROJECT, ApiStack, running
 
 pytestmark = pytest.mark.integration
@@ -87,3 +91,45 @@ class TestMonitoringMetrics(MetricsContract):
         )
         urls = {stable: found.tag_uri("stable") or "", candidate: found.tag_uri("candidate") or ""}
         return RoutedTraffic(EmulatorAdmin(stack.hosts["run"]), service, stable, candidate, urls)
+
+
+@dataclass
+class CreatedPoints:
+    """Points written through the real ``MetricServiceClient.create_time_series``, as an application does."""
+
+    client: Any
+
+    def write(self, metric_type: str, labels: Mapping[str, str], value: int | float, at: datetime) -> None:
+        typed = {"int64_value": value} if isinstance(value, int) else {"double_value": value}
+        seconds = math.floor(at.timestamp())
+        self.client.create_time_series(
+            request={
+                "name": f"projects/{PROJECT}",
+                "time_series": [
+                    {
+                        "metric": {"type": metric_type, "labels": dict(labels)},
+                        "resource": {"type": "global"},
+                        "metric_kind": "GAUGE",
+                        "points": [
+                            {
+                                "interval": {
+                                    "end_time": {"seconds": seconds, "nanos": at.microsecond * 1000}
+                                },
+                                "value": typed,
+                            }
+                        ],
+                    }
+                ],
+            },
+            timeout=10,
+        )
+
+
+class TestMonitoringCustomMetrics(CustomMetricContract):
+    @pytest.fixture
+    def metrics(self, stack: ApiStack) -> Metrics:
+        return MonitoringMetrics(PROJECT, LOCATION)
+
+    @pytest.fixture
+    def custom_points(self, stack: ApiStack) -> CustomPoints:
+        return CreatedPoints(clients.monitoring())
