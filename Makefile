@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test browser lint typecheck unit functional integration up down status runs check-config bench clean
+.PHONY: demo test browser lint typecheck unit functional integration up down status runs check-config bench plan deploy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,14 @@ integration: $(STAMP)
 check-config: $(STAMP)
 	$(PY) -m shared.config check $${PIPELINE_CONFIG:-pipeline.yaml}
 
+## plan: what `deploy` would create in GOOGLE_CLOUD_PROJECT (no stack, no credentials): a summary, then the
+## exact gcloud commands. deploy: apply it (gcloud with your credentials; safe to re-run). docs/deploy.md
+plan: $(STAMP)
+	$(PY) -m shared.operator deploy plan $(ARGS)
+
+deploy: $(STAMP)
+	$(PY) -m shared.operator deploy apply $(ARGS)
+
 up: $(STAMP)
 	$(PY) -m emulators up
 
@@ -66,6 +74,11 @@ endif
 ## runs: the latest runs in the ledger (of the local stack when one runs; ARGS="--json" etc.)
 runs: $(STAMP)
 	@eval "$$($(PY) -m emulators env 2>/dev/null)"; $(PY) -m shared.operator runs $(ARGS)
+
+## bench: measure cold starts, hot paths, the burst and scale against baselines of the same run (< 5 min);
+## the table on stdout, bench/results.json, charts in docs/performance/. FULL=1 adds the 100,000-run tier.
+bench: $(STAMP)
+	$(PY) -m bench $(if $(FULL),--full,)
 
 clean:
 	rm -rf .run .mypy_cache .ruff_cache .pytest_cache

@@ -93,6 +93,16 @@ class BucketTrigger:
 
 
 @dataclass(frozen=True)
+class HttpEndpoint:
+    """An HTTP-triggered function: public (it checks a signature itself) or private (invoked with an OIDC
+    token, e.g. by the Cloud Scheduler job of ``schedule``, a cron expression)."""
+
+    function: str
+    public: bool
+    schedule: str | None = None
+
+
+@dataclass(frozen=True)
 class SmtpSettings:
     host: str
     port: int
@@ -147,6 +157,8 @@ class PipelineConfig:
     rollout: RolloutSettings = DEFAULT_ROLLOUT
     #: How far in the future an event's publish time may be (clock skew) before it is refused as expired.
     max_clock_skew_seconds: float = 300.0
+    #: The HTTP-triggered functions and who may call them (``spec.http``; the deploy plan reads it).
+    http: tuple[HttpEndpoint, ...] = ()
 
     def topic_for(self, event_kind: str) -> str:
         """The full topic id (prefix applied) for an internal event kind."""
@@ -426,6 +438,7 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
             "models",
             "services",
             "rollout",
+            "http",
         }
     )
     project = spec.string("project", required=True) or ""
@@ -485,6 +498,17 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
             )
         )
 
+    http: list[HttpEndpoint] = []
+    for item in spec.items("http"):
+        item.unknown({"function", "access", "schedule"})
+        access = item.string("access", required=True) or ""
+        if access and access not in ("public", "private"):
+            item.add("access", f"{access!r} is not one of public, private")
+        schedule = item.string("schedule")
+        if schedule is not None and access == "public":
+            item.add("schedule", "only a private function is called by a schedule (with an OIDC token)")
+        http.append(HttpEndpoint(item.string("function", required=True) or "", access == "public", schedule))
+
     notifications = spec.child("notifications")
     notifications.unknown({"channels"})
     names: set[str] = set()
@@ -512,6 +536,7 @@ def parse_config(document: Any, source: str, env: Mapping[str, str] | None = Non
         chain=chain,
         services=services,
         rollout=rollout,
+        http=tuple(http),
     )
 
 
@@ -571,12 +596,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.file)
+        from shared.deploy.wiring import check_wiring  # reads main.py's source; only this command needs it
+
+        check_wiring(config, Path(__file__).resolve().parent.parent)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
     print(
         f"{config.source}: OK — pipeline {config.name!r}, project {config.project!r}, "
         f"{len(config.triggers)} trigger(s), {len(config.buckets)} bucket trigger(s), "
+        f"{len(config.http)} HTTP function(s), "
         f"{len(config.channels)} notification channel(s)"
     )
     return 0

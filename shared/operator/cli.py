@@ -8,9 +8,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from shared.deploy import cli as deploy
 from shared.errors import ConfigError, TransientError
 from shared.ledger import RunStatus
-from shared.operator import approvals, rollouts, views
+from shared.operator import approvals, rollouts, start, views
 from shared.runtime import Runtime, get_runtime
 
 Handler = Callable[[argparse.Namespace, Runtime], int]
@@ -125,6 +126,8 @@ COMMANDS: tuple[Callable[[Commands], None], ...] = (
     approvals.register_approve,
     approvals.register_reject,
     rollouts.register_commands,
+    start.register_start,
+    deploy.register,
 )
 
 
@@ -142,6 +145,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the runtime is the one in use (tests: ``shared.runtime.use``), else production's."""
     args = parser().parse_args(argv)
+    if getattr(args, "standalone", None) is not None:  # deploy: reads files only, needs no ledger
+        code: int = args.standalone(args)
+        return code
     handler: Handler = args.handler
     try:
         runtime = get_runtime()

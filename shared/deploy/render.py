@@ -1,0 +1,140 @@
+"""The plan for people (a summary, then the exact commands) and for Cloud Build (the same steps)."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import yaml
+
+from shared.deploy.model import Command, Plan, Step
+
+#: The Cloud Build image with the Cloud CLI (the builder the docs use for gcloud steps).
+GCLOUD_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:slim"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def compact_roles(roles: tuple[str, ...]) -> str:
+    """``pubsub.publisher(a, b)``: one entry per role, its resources in brackets, ids without the project."""
+    grouped: dict[str, list[str]] = {}
+    for role in roles:
+        name, _, resource = role.partition(" on ")
+        grouped.setdefault(name.removeprefix("roles/"), [])
+        if resource:
+            grouped[name.removeprefix("roles/")].append(resource.split("@")[0])
+    return " ".join(f"{name}({','.join(on)})" if on else name for name, on in grouped.items())
+
+
+def summary(plan: Plan) -> list[str]:
+    counts = ", ".join(f"{count} {kind}" for kind, count in plan.counts().items())
+    lines = [
+        f"deploy plan for project {plan.project}, region {plan.region} (from {plan.source})",
+        f"{len(plan.steps)} steps: {counts}",
+        "",
+    ]
+    # ROLES last: the widest column, so the others stay aligned and readable
+    rows = [["FUNCTION", "TRIGGER", "IDENTITY", "SECRETS", "DEAD-LETTER", "ROLES"]]
+    for function in plan.functions:
+        rows.append(
+            [
+                function.name,
+                function.trigger,
+                function.identity.split("@")[0],
+                ", ".join(secret.split("=")[0] for secret in function.secrets) or "-",
+                function.dead_letter,
+                compact_roles(function.roles),
+            ]
+        )
+    lines.extend(_table(rows))
+    if plan.notes:
+        lines.append("")
+        lines.extend(f"note: {note}" for note in plan.notes)
+    return lines
+
+
+def commands(plan: Plan) -> list[str]:
+    """What ``apply`` runs, in order: for each step its create (or update) command, one per line."""
+    return [step.create.render() for step in plan.steps]
+
+
+def text(plan: Plan) -> str:
+    lines = [
+        *summary(plan),
+        "",
+        "# the commands `deploy apply` runs (each after a describe; skipped when done):",
+    ]
+    lines.extend(commands(plan))
+    lines.extend(["", *after_apply(plan)])
+    return "\n".join(lines) + "\n"
+
+
+def after_apply(plan: Plan) -> list[str]:
+    lines = ["# after apply: paste into GitHub (Settings > Webhooks) or GitLab (Settings > Webhooks):"]
+    for url, secret in plan.webhooks:
+        lines.append(f"#   payload URL {url}, content type application/json, secret from:")
+        lines.append(f"#   gcloud secrets versions access latest --secret={secret}")
+    return lines
+
+
+def _shell(step: Step) -> str:
+    """One step as a shell script: describe, then create when missing or update when present."""
+    describe = f"{step.describe.render()} >/dev/null 2>&1"
+    create, update = _command(step.create), _command(step.update or step.create)
+    if step.update is None:
+        return f"{describe} || {create}"
+    return f"if {describe}; then {update}; else {create}; fi"
+
+
+def _command(command: Command) -> str:
+    if command.stdin is None:
+        return command.render()
+    text = command.render().split("  # stdin:")[0]
+    if command.stdin.generate:
+        return f"head -c 32 /dev/urandom | base64 | tr -d '\\n' | {text}"
+    variable = command.stdin.variable
+    return (
+        f'if [ -n "${{{variable}:-}}" ]; then printf %s "${{{variable}}}" | {text}; '
+        f'else echo "set {variable} (a secretEnv of this build) or add a version by hand" >&2; exit 1; fi'
+    )
+
+
+def cloudbuild(plan: Plan) -> str:
+    """A Cloud Build config running the same steps in order (each idempotent), after a config check."""
+    steps: list[dict[str, Any]] = [
+        {
+            "id": "check-config",
+            "name": "python:3.11-slim",
+            "entrypoint": "bash",
+            "args": [
+                "-c",
+                "pip install -q -r requirements.txt && python -m shared.config check pipeline.yaml",
+            ],
+        }
+    ]
+    for index, step in enumerate(plan.steps):
+        script = _shell(step).replace("$", "$$")  # Cloud Build substitutes $NAME; $$ is a literal $
+        steps.append(
+            {
+                "id": f"{index + 1:03d}-{step.kind}",
+                "name": GCLOUD_IMAGE,
+                "entrypoint": "bash",
+                "args": ["-c", f"set -euo pipefail; {script}"],
+            }
+        )
+    document = {"steps": steps, "timeout": "3600s", "options": {"logging": "CLOUD_LOGGING_ONLY"}}
+    header = (
+        "# Generated by `python -m shared.operator deploy plan --format cloudbuild` from pipeline.yaml and\n"
+        "# main.py: do not edit by hand. Each step describes, then creates or updates.\n"
+    )
+    return header + yaml.safe_dump(document, sort_keys=False, width=1000)
+
+
+def shell_words(command: Command) -> list[str]:
+    """The rendered command split back into words (what a shell would pass to gcloud)."""
+    return shlex.split(command.render().split("  # stdin:")[0])
