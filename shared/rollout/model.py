@@ -87,7 +87,7 @@ class Policy:
     shadow_sample: float = 0.5
     ab_decide: str = "metric"  # metric | human
     ab_metric: MetricDecision = field(default_factory=MetricDecision)
-    smoke: bool = False  # the service has smoke checks (run before blue/green, shadow and A/B)
+    smoke: bool = False  # the service has smoke checks (run before the first step of any strategy)
 
     @classmethod
     def of(cls, service: ServiceSpec, strategy: Strategy | str | None = None) -> Policy:
@@ -116,13 +116,12 @@ class Policy:
 
     @property
     def smoke_first(self) -> bool:
-        """Whether a candidate beside a stable is smoke-checked on its tag URL before its first step:
-        always for blue/green (the checks decide the switch); for shadow and A/B when the service has
-        checks (a candidate that cannot answer is not worth comparing, and the checks warm it up, so its
-        first answers' latency is not a cold start's)."""
-        if self.strategy is Strategy.BLUE_GREEN:
-            return True
-        return self.smoke and self.strategy in (Strategy.SHADOW, Strategy.AB)
+        """Whether a candidate beside a stable is smoke-checked on its tag URL before its first step: always
+        for blue/green (the checks decide the switch), and for every strategy when the service has checks —
+        a candidate that cannot answer never sees a user (or a copy), and the checks warm it up, so its
+        first step's latency is not a cold start's (measured: a cold candidate's p95 is about twice stable's
+        over the first 20 requests, failing a 2x ratio it would pass warm)."""
+        return self.strategy is Strategy.BLUE_GREEN or self.smoke
 
     def is_shadow_step(self, index: int) -> bool:
         """Step ``index`` is the shadow comparison (the candidate at 0%, answering copies)."""

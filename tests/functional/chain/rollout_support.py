@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from shared.chain import rollout
 from shared.chain.contracts import RolloutRequested
@@ -181,9 +182,7 @@ def candidate_request(version: str = "2", **overrides: Any) -> RolloutRequested:
 @contextmanager
 def world(config: PipelineConfig | None = None, *, stable: bool = True) -> Iterator[World]:
     ports = fake_ports(project=PROJECT)
-    ports.objects.add_bucket(
-        f"{PROJECT}-artifacts"
-    )  # the chain's artifacts (and the shadow mirror's control)
+    ports.objects.add_bucket(f"{PROJECT}-artifacts")  # the artifacts and the shadow mirror's control
     for version in ("1", "2", "3"):
         ports.registry.upload(ModelUpload("churn", "churn", f"gs://demo-artifacts/runs/run-{version}/model/"))
     ports.registry.merge_aliases("churn", "1", add=["champion"])
@@ -200,8 +199,28 @@ def world(config: PipelineConfig | None = None, *, stable: bool = True) -> Itera
     runtime = Runtime(
         config or rollout_config(), ledger, publisher, RecordingTransport(), ports=ports, clock=clock
     )
-    with use(runtime):
+    with use(runtime), _answering_candidates():
         yield World(runtime, ledger, publisher, ports, clock)
+
+
+class _SmokeAnswer:
+    status_code = 200
+
+    def json(self) -> dict[str, Any]:
+        return {"predictions": [0]}
+
+
+@contextmanager
+def _answering_candidates() -> Iterator[None]:
+    """The fake Cloud Run's tag URLs are not real: a candidate answers the smoke checks (run before any
+    strategy's first step) with 200 and predictions — unless the test installed its own answers first."""
+    import requests
+
+    if requests.request is not requests.api.request:  # the test's own smoke answers
+        yield
+        return
+    with patch.object(requests, "request", lambda method, url, **_: _SmokeAnswer()):
+        yield
 
 
 def traffic_sums(world: World) -> bool:

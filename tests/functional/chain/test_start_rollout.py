@@ -195,11 +195,12 @@ def test_duplicate_deliveries_and_ticks_change_traffic_once_each(env: World, fun
 def test_an_unavailable_then_aborted_update_is_survived(env: World) -> None:
     env.behaviour[CANDIDATE] = Behaviour(errors=0.3)
     rollout.start(env.runtime, RUN, candidate_request())
+    env.until(lambda current: current.phase is Phase.SMOKE)  # deployed, smoke checks next (then step 0)
     faults = env.ports.deployments.faults
     faults.fail_next("set_traffic", TransientError("UNAVAILABLE: the service is unavailable"))
     with pytest.raises(TransientError):
         env.tick()
-    assert env.lease().phase is Phase.DEPLOYING  # nothing half-written: the next tick decides again
+    assert env.lease().phase is Phase.SMOKE  # nothing half-written: the next tick decides again
     env.until(lambda current: current.phase is Phase.STEPPING and current.window_start is not None)
     faults.fail_next("set_traffic", Conflict("ABORTED: the etag is stale"), count=2)
     for _ in range(8):
@@ -328,7 +329,7 @@ def test_the_reconciler_advances_rollouts(env: World) -> None:
         env.runtime, run_hooks=(), due_hooks=[reconcile.Hook("rollouts", "shared.chain.rollout", "tick")]
     )
     assert report.failures == []
-    assert report.emitted and "stepping" in report.emitted[0].what[0]
+    assert report.emitted and "deploying → smoke" in report.emitted[0].what[0]
 
 
 def test_an_unknown_service_is_refused(env: World, function: Any) -> None:

@@ -318,11 +318,11 @@ def test_ab_verdict(
     assert ab_verdict(None, decision)[0] is Verdict.INCONCLUSIVE
 
 
-@pytest.mark.parametrize("policy", [SHADOW, AB])
-def test_shadow_and_ab_candidates_are_smoke_checked_first_when_the_service_has_checks(policy: Policy) -> None:
+@pytest.mark.parametrize("policy", [SHADOW, AB, Policy(steps=(10, 100), interval_seconds=5)])
+def test_a_candidate_is_smoke_checked_before_its_first_step_when_the_service_has_checks(
+    policy: Policy,
+) -> None:
     deploying = rollout(Phase.DEPLOYING, step=-1, window=None)
     assert advance(deploying, seen(0), policy, at(2)).rollout.phase is Phase.STEPPING  # no checks: at once
     checked = advance(deploying, seen(0), replace(policy, smoke=True), at(2))
-    assert checked.rollout.phase is Phase.SMOKE and checked.actions == ()
-    canary = Policy(steps=(10, 100), interval_seconds=5, smoke=True)  # a canary goes straight to its step
-    assert advance(deploying, seen(0), canary, at(2)).rollout.phase is Phase.STEPPING
+    assert checked.rollout.phase is Phase.SMOKE and checked.actions == ()  # no traffic, no mirror yet
