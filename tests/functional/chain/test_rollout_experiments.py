@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,7 +104,7 @@ def shadow_until(env: World, done: Any, agree: int, disagree: int = 0, ticks: in
     raise AssertionError(f"not reached in {ticks} ticks: {env.lease()}")
 
 
-def test_a_shadow_that_agrees_promotes_and_stops_the_mirror() -> None:
+def test_a_shadow_that_agrees_promotes_and_stops_the_mirror(tmp_path: Path) -> None:
     with world(rollout_config(strategy="shadow", shadow=SHADOW)) as env:
         rollout.start(env.runtime, "run-2", candidate_request())
         env.until(lambda current: current.phase is Phase.STEPPING)
@@ -120,6 +121,10 @@ def test_a_shadow_that_agrees_promotes_and_stops_the_mirror() -> None:
         assert step["shadow"]["agreement"] == 1.0 and step["shadow"]["total"] >= 20
         assert step["revisions"][CANDIDATE]["requests"] >= 20
         assert env.lease().reason == "the shadow comparison passed"
+        page = tmp_path / "shadow.html"
+        assert main(["status", "run-2", "--html", str(page)]) == 0
+        html = page.read_text()
+        assert "rollout:step:0" in html and "agreement" in html and "the shadow comparison passed" in html
 
 
 def test_a_shadow_that_disagrees_rolls_back_with_no_user_ever_served() -> None:

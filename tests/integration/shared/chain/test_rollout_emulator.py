@@ -58,7 +58,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        fail = BROKEN and next(counter) % 2 == 0
+        fail = BROKEN and next(counter) % 2 == 1  # the first answer (a smoke check) is fine
         body = json.dumps({"error": "broken"} if fail else
                           {"predictions": [0], "revision": os.environ.get("K_REVISION", "")}).encode()
         self.send_response(500 if fail else 200)
@@ -121,6 +121,8 @@ def _config() -> Any:
                             "inconclusive": {"wait": "20s", "then": "fail"},
                         },
                         "analysis": {"max5xxShare": 0.05, "maxP95Ratio": 2.0},
+                        # Checked before the first step: the candidate answers, and is warm when judged.
+                        "smoke": [{"path": "/predict", "method": "POST", "body": BODY, "expectStatus": 200}],
                     }
                 ],
             },
@@ -251,3 +253,54 @@ def test_a_good_candidate_is_canaried_and_promoted(env: Env) -> None:
     assert percents == list(STEPS)
     champion = env.runtime.ports.registry.get_version("churn", "champion")
     assert champion is not None and champion.version_id == "2"
+
+
+def test_duplicate_ticks_and_injected_update_faults_change_traffic_once_per_step(env: Env) -> None:
+    """Two ticks at once every second, and Cloud Run answering UpdateService UNAVAILABLE, then ABORTED: the
+    split still moves 10 → 50 → 100 once each, never back, and the candidate is promoted."""
+    import os
+
+    import requests as http
+
+    admin = f"http://{os.environ['RUN_EMULATOR_HOST']}/_emulator"
+    service = env.deployments.get_service(SERVICE)
+    assert service is not None
+    candidate = revision_name(SERVICE, "run-dup")
+    splits: list[int] = []
+    with Load(f"{service.uri}/predict"):
+        rollout.start(env.runtime, "run-dup", request("2"), datetime.now(UTC))
+        for code in ("UNAVAILABLE", "ABORTED"):
+            answer = http.post(f"{admin}/faults", json={"method": "UpdateService", "code": code}, timeout=5)
+            assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 120
+        failures: list[BaseException] = []
+
+        def one_tick() -> None:
+            try:
+                rollout.tick(env.runtime, datetime.now(UTC))
+            except Exception as error:  # a transient failure: the next tick decides again
+                failures.append(error)
+
+        while True:
+            ticks = [threading.Thread(target=one_tick) for _ in range(2)]
+            for thread in ticks:
+                thread.start()
+            for thread in ticks:
+                thread.join()
+            share = dict(env.deployments.get_service(SERVICE).serving()).get(candidate, 0)  # type: ignore[union-attr]
+            if share and (not splits or splits[-1] != share):
+                splits.append(share)
+            current = rollout.read_lease(env.runtime, SERVICE).rollout
+            assert current is not None
+            if not current.active:
+                break
+            assert time.monotonic() < deadline, f"the rollout did not end: {current}"
+            time.sleep(1.0)
+    http.delete(f"{admin}/faults", timeout=5)
+    assert current.phase is Phase.PROMOTED, current.reason
+    assert splits == list(STEPS)  # each split once, in order, never repeated or undone
+    assert failures, "the injected UNAVAILABLE / ABORTED reached no tick"
+    run = env.runtime.ledger.get_run("run-dup")
+    assert run is not None
+    names = [step.name for step in run.steps]
+    assert len(names) == len(set(names))  # every step recorded once, however many ticks overlapped
