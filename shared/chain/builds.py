@@ -554,7 +554,10 @@ def _server_image_step(
             held = notice(
                 "rollout.held",
                 f"{judgement.image} image built: {model} version {champion.version_id} not rolled out",
-                text=f"{judgement.reference}: spec.rollout.serverImageChanges is manual.",
+                text=(
+                    f"{judgement.reference}: spec.rollout.serverImageChanges is manual. To roll it out: "
+                    f"python -m shared.operator start {service} --image {judgement.reference}"
+                ),
                 model=model,
                 context={"run_id": judgement.run_id, "version": champion.version_id, "service": service},
             )

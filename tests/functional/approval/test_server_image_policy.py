@@ -120,3 +120,9 @@ def test_policy_manual_holds_the_rollout_and_notifies(monkeypatch: pytest.Monkey
         assert step is not None and "manual" in step.detail["result"]["rollout"]
         kinds = [m.json()["data"]["kind"] for m in distinct(published(runtime, "notification")).values()]
         assert "rollout.held" in kinds
+        [held] = [
+            m.json()["data"]
+            for m in distinct(published(runtime, "notification")).values()
+            if m.json()["data"]["kind"] == "rollout.held"
+        ]
+        assert "python -m shared.operator start churn-predictor --image " in held["text"]  # how to go on
