@@ -44,10 +44,10 @@ from typing import Any
 
 from shared import deadline as deadlines
 from shared import log
-from shared.chain.builds import POINTERS, pointer_id
 from shared.chain.contracts import ROLLOUT_REQUESTED, RolloutRequested
 from shared.chain.evaluation import AUTO_APPROVER, CANDIDATE, REGISTERED
 from shared.chain.notices import notice
+from shared.chain.pointers import POINTERS, pointer_id
 from shared.chain.training import RUN_LABEL
 from shared.chainconfig import ModelSpec
 from shared.errors import PermanentError, RejectionReason

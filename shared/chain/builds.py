@@ -43,6 +43,7 @@ from shared.chain.contracts import (
     TrainingRequested,
 )
 from shared.chain.notices import notice
+from shared.chain.pointers import POINTERS, pointer_id
 from shared.chainconfig import ChainConfig
 from shared.errors import is_permanent
 from shared.events import BuildMessage
@@ -56,7 +57,6 @@ from shared.steps import Effect, Emit, Outcome, Step, StepContext, StepResult, r
 #: The ledger collection of pointer documents: ``image-<image name>`` (``image-trainer``, ``image-server``)
 #: holds the newest image of that name our builds produced, ``{"image": "repo@sha256:…", "built_at": ISO
 #: 8601 UTC, ...}``; ``start_training`` reads the trainer's when a request names no image.
-POINTERS = "pointers"
 #: A port or ledger call's share of the invocation deadline.
 CALL_SECONDS = 5.0
 _POINTER_ATTEMPTS = 3
@@ -209,10 +209,6 @@ def image_reference(name: str, digest: str) -> str:
 
 def status_key(build_id: str, status: BuildStatus) -> str:
     return f"build-status/{build_id}/{status.value}"
-
-
-def pointer_id(image_name: str) -> str:
-    return f"image-{image_name}"
 
 
 def settle(

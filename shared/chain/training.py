@@ -38,6 +38,7 @@ from shared import deadline as deadlines
 from shared import log
 from shared.chain.contracts import TRAINING_STATE, Cause, GitContext, TrainingRequested, TrainingState
 from shared.chain.notices import notice
+from shared.chain.pointers import POINTERS, pointer_id
 from shared.chainconfig import ModelSpec
 from shared.errors import ConfigError, PermanentError
 from shared.ledger import Run, RunStatus, StepStatus
@@ -51,7 +52,6 @@ SUBMITTED = "training:submitted"  # step names on the run
 FINISHED = "training:finished"
 RUN_FAILED = "run:failed"
 #: The state documents holding the newest image each of our builds produced (``on_build_status``).
-POINTERS = "pointers"
 RUN_LABEL = "run-id"
 #: More data URIs than this go to the job in a manifest object rather than one argument each.
 MAX_ARG_URIS = 200
@@ -170,7 +170,7 @@ def resolve_image(
     names = [image.name for image in runtime.config.chain.images if image.role == "trainer"] or ["trainer"]
     newest: tuple[str, str] | None = None  # (built_at, image): the latest build among the trainer images
     for name in names:
-        doc = runtime.ledger.get_doc(POINTERS, f"image-{name}", timeout=timeout)
+        doc = runtime.ledger.get_doc(POINTERS, pointer_id(name), timeout=timeout)
         data = doc.data if doc is not None else {}
         image, built_at = data.get("image"), str(data.get("built_at") or "")
         if isinstance(image, str) and image and (newest is None or built_at > newest[0]):
