@@ -438,20 +438,7 @@ def _stepping(rollout: Rollout, observed: Observed, policy: Policy, now: datetim
         return Decision(replace(rollout, inconclusive_since=since))
     waited = f"inconclusive for {_since(since, now):.0f}s: " + "; ".join(reasons)
     if policy.inconclusive_then == "pause":
-        reason = f"step {index} ({percent}%) {waited}; paused for an operator"
-        paused = replace(
-            rollout,
-            phase=Phase.PAUSED,
-            paused_phase=Phase.STEPPING.value,
-            pauses=rollout.pauses + 1,
-            reason=reason,
-            entered_at=now,
-            window_start=None,
-            inconclusive_since=None,
-        )
-        # The step is judged again after the resume: its ``rollout:step:<n>`` is recorded then, once.
-        pause = Record(PAUSED, key(rollout, "paused", rollout.pauses), {"reason": reason, "analysis": result})
-        return Decision(paused, (), pause, (event, Event(EventKind.PAUSED, percent, reason)))
+        return _pause_step(rollout, percent, f"{what} {waited}; paused for an operator", now, result, event)
     reason = f"{what} {waited}"
     return _with_step(_rollback(rollout, observed, reason, now, "inconclusive"), record, event)
 
@@ -497,6 +484,13 @@ def _await_decision(
         f"A/B test ({percent}%) healthy after {policy.interval(index):.0f}s{reading}; "
         "waiting for an operator to promote or roll back"
     )
+    return _pause_step(rollout, percent, reason, now, result, event)
+
+
+def _pause_step(
+    rollout: Rollout, percent: int, reason: str, now: datetime, result: dict[str, Any], event: Event
+) -> Decision:
+    """The step holds its split, paused for an operator, with the step's numbers on the pause record."""
     paused = replace(
         rollout,
         phase=Phase.PAUSED,
@@ -507,7 +501,7 @@ def _await_decision(
         window_start=None,
         inconclusive_since=None,
     )
-    # Like an inconclusive pause, the step itself is recorded when it is judged after a resume, once.
+    # The step is judged again after the resume: its ``rollout:step:<n>`` is recorded then, once.
     pause = Record(PAUSED, key(rollout, "paused", rollout.pauses), {"reason": reason, "analysis": result})
     return Decision(paused, (), pause, (event, Event(EventKind.PAUSED, percent, reason)))
 
