@@ -549,7 +549,12 @@ def _announce(rollout: Rollout, event: Event, service: Service | None) -> list[E
         "reason": event.reason,
     }
     verdict = str(event.detail.get("verdict", ""))
-    title = _TITLES[event.kind].format(
+    template = _TITLES[event.kind]
+    if event.kind is EventKind.STEP and "shadow" in event.detail:
+        template = "{service}: shadow comparison of {model} v{version} — {verdict}"
+    elif event.kind is EventKind.STEP and rollout.strategy == Strategy.AB.value:
+        template = "{service}: A/B test at {percent}% — {verdict}"
+    title = template.format(
         model=rollout.model,
         version=rollout.version,
         service=rollout.service,

@@ -137,6 +137,8 @@ def test_a_shadow_that_disagrees_rolls_back_with_no_user_ever_served() -> None:
         assert "predictions agree on 60.0% of copies" in env.lease().reason
         [event] = env.events("rolled_back")
         assert "shadow comparison unhealthy" in event["reason"]
+        [step] = env.notifications("rollout.step")
+        assert step["title"] == f"{SERVICE}: shadow comparison of churn v2 — unhealthy"
 
 
 def test_a_newer_candidate_superseding_a_shadow_stops_the_mirror() -> None:
