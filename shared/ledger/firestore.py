@@ -22,6 +22,14 @@ Concurrency: no transactions (a contended one costs seconds on the emulator). A 
 every change to an existing document is an update conditioned on the ``update_time`` just read, and the
 loser of a race reads again and decides again (at most :data:`MAX_OPTIMISTIC_ROUNDS` times).
 
+Round trips (``make bench`` counts them; docs/performance.md): the common case is written first and read
+only when it loses. A claim first *creates* the record (one write; a key seen before answers ``AlreadyExists``
+and the claim reads and decides as above). ``complete`` and ``release`` of a claim this ledger object made
+update the record conditioned on the ``update_time`` of its own claim write, without reading it; if anything
+changed the record since (a take-over), the precondition fails and they read and decide. ``record_step``
+first creates the step document; whether its run exists is read once per run and ledger object (runs are
+never deleted), so a step of a known run is one write.
+
 Time: each method has one budget (its ``timeout``, or the ledger's :data:`DEFAULT_TIMEOUT_SECONDS`) and every
 Firestore call gets what is left of it, with the client's own retry switched off: that retry waits out an
 outage for minutes. A transient failure (unavailable, aborted, ...) re-runs the read-decide-write round after
@@ -44,7 +52,9 @@ from __future__ import annotations
 import enum
 import random
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -59,6 +69,19 @@ from shared.ledger.errors import (
     LedgerContentionError,
     LedgerTimeoutError,
     RunNotFoundError,
+)
+from shared.ledger.firestore_docs import (
+    _fields,
+    _record_from,
+    _record_to_doc,
+    _rejected_from_doc,
+    _run_from_doc,
+    _run_to_doc,
+    _step_from,
+    _step_from_doc,
+    _step_to_doc,
+    _stored_doc,
+    _version,
 )
 from shared.ledger.model import (
     Claim,
@@ -100,6 +123,10 @@ _LOST_RACE = (api_exceptions.FailedPrecondition, api_exceptions.NotFound)
 _DESCENDING = "DESCENDING"
 _PREFIX = re.compile(r"[A-Za-z0-9_.\-]*")
 _STEPS = "steps"
+#: Claims whose record this ledger object wrote, kept so ``complete`` / ``release`` need not read it back;
+#: and runs known to exist. Bounded: an entry pushed out only costs one read later.
+_HELD_CLAIMS = 4096
+_KNOWN_RUNS = 4096
 
 
 class _Again(enum.Enum):
@@ -159,6 +186,30 @@ class FirestoreLedger:
         self._prefix = prefix
         self._clock = clock
         self._timeout = timeout
+        self._lock = threading.Lock()
+        self._held: OrderedDict[tuple[str, str], tuple[IdempotencyRecord, Any]] = OrderedDict()
+        self._runs: OrderedDict[str, None] = OrderedDict()
+
+    def _hold(self, record: IdempotencyRecord, update_time: Any) -> None:
+        """Remember the claim this object just wrote, with the write's ``update_time``."""
+        with self._lock:
+            self._held[(record.key, record.token)] = (record, update_time)
+            while len(self._held) > _HELD_CLAIMS:
+                self._held.popitem(last=False)
+
+    def _unhold(self, key: str, token: str) -> tuple[IdempotencyRecord, Any] | None:
+        with self._lock:
+            return self._held.pop((key, token), None)
+
+    def _run_known(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._runs
+
+    def _know_run(self, run_id: str) -> None:
+        with self._lock:
+            self._runs[run_id] = None
+            while len(self._runs) > _KNOWN_RUNS:
+                self._runs.popitem(last=False)
 
     @property
     def prefix(self) -> str:
@@ -220,8 +271,22 @@ class FirestoreLedger:
         rules.check_claim(key, payload_hash, lease_seconds, ttl_seconds)
         ref = self._record_ref(key)
         token = rules.new_token()
+        blind = [True]  # the first round creates without reading: a fresh key is one write
 
         def attempt(budget: _Budget) -> Claim | _Again:
+            if blind[0]:
+                blind[0] = False
+                now = self._now()
+                fresh = rules.claim_record(
+                    key, payload_hash, token, rules.Take(attempt=1), now, lease_seconds, ttl_seconds
+                )
+                try:
+                    written = ref.create(_record_to_doc(fresh), retry=None, timeout=budget.left())
+                except _CONFLICT:
+                    pass  # the key was claimed before (or its record expired): read and decide
+                else:
+                    self._hold(fresh, written.update_time)
+                    return rules.claimed(fresh)
             snapshot = ref.get(retry=None, timeout=budget.left())
             current = _record_from(snapshot)
             if current is not None and current.token == token and current.state is RecordState.IN_PROGRESS:
@@ -233,16 +298,17 @@ class FirestoreLedger:
             record = rules.claim_record(key, payload_hash, token, decision, now, lease_seconds, ttl_seconds)
             try:
                 if snapshot.exists:
-                    ref.update(
+                    written = ref.update(
                         _record_to_doc(record),
                         option=self._precondition(snapshot),
                         retry=None,
                         timeout=budget.left(),
                     )
                 else:
-                    ref.create(_record_to_doc(record), retry=None, timeout=budget.left())
+                    written = ref.create(_record_to_doc(record), retry=None, timeout=budget.left())
             except (*_CONFLICT, *_LOST_RACE):
                 return _AGAIN  # someone else wrote first
+            self._hold(record, written.update_time)
             return rules.claimed(record)
 
         return self._within("claiming an idempotency key", timeout, attempt)
@@ -253,6 +319,7 @@ class FirestoreLedger:
         self._update_record(
             "completing an idempotency key",
             key,
+            token,
             lambda record, now: rules.completed_record(record, key, token, stored, now),
             timeout,
         )
@@ -262,6 +329,7 @@ class FirestoreLedger:
         self._update_record(
             "releasing an idempotency key",
             key,
+            token,
             lambda record, now: rules.released_record(record, key, token, now),
             timeout,
         )
@@ -270,12 +338,33 @@ class FirestoreLedger:
         self,
         what: str,
         key: str,
+        token: str,
         change: Callable[[IdempotencyRecord | None, datetime], IdempotencyRecord | None],
         timeout: float | None,
     ) -> None:
         ref = self._record_ref(key)
+        held = [self._unhold(key, token)]
 
         def attempt(budget: _Budget) -> _Again | None:
+            if held[0] is not None:
+                # Our own claim, as written: change it conditioned on that write's time, no read. Any change
+                # since (a take-over after our lease lapsed) fails the precondition; then read and decide.
+                record, update_time = held[0]
+                held[0] = None
+                updated = change(record, self._now())
+                if updated is None:
+                    return None
+                try:
+                    ref.update(
+                        _record_to_doc(updated),
+                        option=self._client.write_option(last_update_time=update_time),
+                        retry=None,
+                        timeout=budget.left(),
+                    )
+                except _LOST_RACE:
+                    pass
+                else:
+                    return None
             snapshot = ref.get(retry=None, timeout=budget.left())
             updated = change(_record_from(snapshot), self._now())
             if updated is None:
@@ -326,7 +415,11 @@ class FirestoreLedger:
             except _CONFLICT:
                 snapshot = ref.get(retry=None, timeout=budget.left())
                 # Absent again only if someone deleted it in between: create it again.
-                return self._assemble(snapshot, budget) if snapshot.exists else _AGAIN
+                if not snapshot.exists:
+                    return _AGAIN
+                self._know_run(run_id)
+                return self._assemble(snapshot, budget)
+            self._know_run(run_id)
             return run
 
         return self._within("starting a run", timeout, attempt)
@@ -346,12 +439,25 @@ class FirestoreLedger:
         run_ref = self._run_ref(run_id)
         ref = run_ref.collection(_STEPS).document(rules.doc_id(step))
 
+        blind = [True]  # the first round creates the step without reading it: a new step is one write
+
         def attempt(budget: _Budget) -> Step | _Again:
+            if blind[0]:
+                blind[0] = False
+                self._check_run(run_id, run_ref, budget)
+                created = rules.step_after(None, step, status, stored_detail, self._now())
+                assert created is not None  # a first record always changes something
+                try:
+                    ref.create(_step_to_doc(created), retry=None, timeout=budget.left())
+                except _CONFLICT:
+                    pass  # recorded before: read and decide
+                else:
+                    return created
             snapshot = ref.get(retry=None, timeout=budget.left())
             current = _step_from(snapshot)
-            # A step document exists only under a started run, so only a new step needs the run read.
-            if current is None and not run_ref.get(retry=None, timeout=budget.left()).exists:
-                raise RunNotFoundError(run_id)
+            # A step document exists only under a started run, so only a new step needs the run checked.
+            if current is None:
+                self._check_run(run_id, run_ref, budget)
             updated = rules.step_after(current, step, status, stored_detail, self._now())
             if updated is None:
                 assert current is not None  # a first record always changes something
@@ -371,6 +477,14 @@ class FirestoreLedger:
             return updated
 
         return self._within("recording a step", timeout, attempt)
+
+    def _check_run(self, run_id: str, run_ref: DocumentReference, budget: _Budget) -> None:
+        """Refuse a step of an unknown run: read once per run, remembered (runs are never deleted)."""
+        if self._run_known(run_id):
+            return
+        if not run_ref.get(retry=None, timeout=budget.left()).exists:
+            raise RunNotFoundError(run_id)
+        self._know_run(run_id)
 
     def get_run(self, run_id: str, *, timeout: float | None = None) -> Run | None:
         rules.check_name("run id", run_id)
@@ -588,133 +702,29 @@ class FirestoreLedger:
 
         return self._within("querying state documents", timeout, attempt)
 
+    def count_docs(
+        self,
+        collection: str,
+        *,
+        equals: Mapping[str, str | int | bool] | None = None,
+        limit: int = 1000,
+        timeout: float | None = None,
+    ) -> int:
+        from google.cloud.firestore_v1.base_query import FieldFilter
 
-# Documents --------------------------------------------------------------------------------------------------
+        rules.check_collection(collection)
+        filters = rules.check_doc_query(equals, "")
+        if limit <= 0:
+            return 0
+        query: Query | CollectionReference = self._collection(collection)
+        for name, value in filters.items():
+            query = query.where(filter=FieldFilter(f"fields.{name}", "==", value))
+        # An aggregation: one answer, no document read. (Its annotations say a class and a flat list; at run
+        # time it is an AggregationQuery answering one list of results per query.)
+        counting: Any = query.limit(limit).count()
 
+        def attempt(budget: _Budget) -> int:
+            results: Any = counting.get(retry=None, timeout=budget.left())
+            return int(results[0][0].value) if results and results[0] else 0
 
-def _version(update_time: Any) -> str:
-    """A document's ``update_time`` (a ``DatetimeWithNanoseconds``) as the text ``put_doc`` takes back."""
-    return str(update_time.rfc3339())
-
-
-def _stored_doc(collection: str, snapshot: _Snapshot) -> StoredDoc:
-    doc = _fields(snapshot)
-    return StoredDoc(
-        collection=collection,
-        doc_id=str(doc["doc_id"]),
-        data=rules.load_object(str(doc["data_json"])),
-        version=_version(snapshot.update_time),
-        updated_at=rules.as_utc(doc["updated_at"]),
-    )
-
-
-def _fields(snapshot: _Snapshot) -> dict[str, Any]:
-    data = snapshot.to_dict()
-    if data is None:
-        raise LookupError(f"document {snapshot.reference.path} does not exist")
-    return data
-
-
-def _record_from(snapshot: _Snapshot) -> IdempotencyRecord | None:
-    return _record_from_doc(_fields(snapshot)) if snapshot.exists else None
-
-
-def _step_from(snapshot: _Snapshot) -> Step | None:
-    return _step_from_doc(_fields(snapshot)) if snapshot.exists else None
-
-
-def _optional_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else rules.as_utc(value)
-
-
-def _record_to_doc(record: IdempotencyRecord) -> dict[str, Any]:
-    return {
-        "key": record.key,
-        "payload_hash": record.payload_hash,
-        "state": record.state.value,
-        "token": record.token,
-        "attempt": record.attempt,
-        "lease_expires_at": record.lease_expires_at,
-        "expires_at": record.expires_at,
-        "ttl_seconds": record.ttl_seconds,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "result_json": None if record.result is None else canonical_json(record.result),
-    }
-
-
-def _record_from_doc(doc: dict[str, Any]) -> IdempotencyRecord:
-    result_json = doc.get("result_json")
-    return IdempotencyRecord(
-        key=str(doc["key"]),
-        payload_hash=str(doc["payload_hash"]),
-        state=RecordState(doc["state"]),
-        token=str(doc["token"]),
-        attempt=int(doc["attempt"]),
-        lease_expires_at=rules.as_utc(doc["lease_expires_at"]),
-        expires_at=rules.as_utc(doc["expires_at"]),
-        ttl_seconds=float(doc["ttl_seconds"]),
-        created_at=rules.as_utc(doc["created_at"]),
-        updated_at=rules.as_utc(doc["updated_at"]),
-        result=None if result_json is None else rules.load_object(str(result_json)),
-    )
-
-
-def _run_to_doc(run: Run) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "status": run.status.value,
-        "cause_json": canonical_json(run.cause),
-        "labels": dict(run.labels),
-        "started_at": run.started_at,
-        "updated_at": run.updated_at,
-        "finished_at": run.finished_at,
-    }
-
-
-def _run_from_doc(doc: dict[str, Any], steps: tuple[Step, ...]) -> Run:
-    return Run(
-        run_id=str(doc["run_id"]),
-        status=RunStatus(doc["status"]),
-        cause=rules.load_object(str(doc["cause_json"])),
-        labels={str(k): str(v) for k, v in (doc.get("labels") or {}).items()},
-        started_at=rules.as_utc(doc["started_at"]),
-        updated_at=rules.as_utc(doc["updated_at"]),
-        finished_at=_optional_utc(doc.get("finished_at")),
-        steps=steps,
-    )
-
-
-def _step_to_doc(step: Step) -> dict[str, Any]:
-    return {
-        "name": step.name,
-        "status": step.status.value,
-        "started_at": step.started_at,
-        "updated_at": step.updated_at,
-        "finished_at": step.finished_at,
-        "detail_json": canonical_json(step.detail),
-    }
-
-
-def _step_from_doc(doc: dict[str, Any]) -> Step:
-    return Step(
-        name=str(doc["name"]),
-        status=StepStatus(doc["status"]),
-        started_at=rules.as_utc(doc["started_at"]),
-        updated_at=rules.as_utc(doc["updated_at"]),
-        finished_at=_optional_utc(doc.get("finished_at")),
-        detail=rules.load_object(str(doc.get("detail_json") or "{}")),
-    )
-
-
-def _rejected_from_doc(doc: dict[str, Any]) -> RejectedEvent:
-    text = str(doc["payload_text"])
-    return RejectedEvent(
-        event_id=str(doc["event_id"]),
-        reason=str(doc["reason"]),
-        problems=tuple(str(p) for p in doc.get("problems") or ()),
-        source=str(doc["source"]),
-        payload=rules.load_object(text) if doc.get("payload_is_json") else text,
-        payload_truncated=bool(doc.get("payload_truncated")),
-        recorded_at=rules.as_utc(doc["recorded_at"]),
-    )
+        return self._within("counting state documents", timeout, attempt)

@@ -270,6 +270,22 @@ class InMemoryLedger:
             found.sort(key=lambda s: rules.doc_order_key(s.fields, order_by, rules.doc_id(s.doc.doc_id)))
             return [_copy_doc(stored.doc) for stored in found[:limit]]
 
+    def count_docs(
+        self,
+        collection: str,
+        *,
+        equals: Mapping[str, str | int | bool] | None = None,
+        limit: int = 1000,
+        timeout: float | None = None,
+    ) -> int:
+        rules.check_collection(collection)
+        filters = rules.check_doc_query(equals, "")
+        if limit <= 0:
+            return 0
+        with self._lock:
+            docs = self._docs.get(collection, {}).values()
+            return min(limit, sum(1 for stored in docs if rules.doc_matches(stored.fields, filters)))
+
 
 def _copy(obj: JsonObject) -> JsonObject:
     return rules.load_object(canonical_json(obj))

@@ -270,3 +270,15 @@ class Ledger(Protocol):
         """Up to ``limit`` documents whose queryable fields equal ``equals``, ascending by ``order_by`` (a
         top-level field; documents without it are left out), then by document id; empty for ``limit <= 0``."""
         ...
+
+    def count_docs(
+        self,
+        collection: str,
+        *,
+        equals: Mapping[str, str | int | bool] | None = None,
+        limit: int = 1000,
+        timeout: float | None = None,
+    ) -> int:
+        """How many documents' queryable fields equal ``equals``, counted up to ``limit`` (0 for
+        ``limit <= 0``): not read (Firestore counts on the server), so the cost does not grow with them."""
+        ...

@@ -20,6 +20,7 @@ from google.cloud import firestore
 from shared.errors import TransientError, is_transient
 from shared.ledger import FirestoreLedger, Ledger, LedgerTimeoutError, RunStatus, StepStatus
 from tests.contract.ledger import FakeClock, LedgerContract, run_concurrently
+from tests.contract.ledger_count import LedgerCountContract
 from tests.contract.ledger_docs import LedgerDocsContract
 from tests.contract.ledger_input import LedgerInputContract
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.integration
 PROJECT = "ledger-contract-test"
 
 
-class TestFirestoreLedger(LedgerContract, LedgerInputContract, LedgerDocsContract):
+class TestFirestoreLedger(LedgerContract, LedgerInputContract, LedgerDocsContract, LedgerCountContract):
     @pytest.fixture
     def ledger(self, firestore_client: firestore.Client, clock: FakeClock) -> Ledger:
         assert os.environ["FIRESTORE_EMULATOR_HOST"]  # never touch a real project

@@ -8,13 +8,14 @@ import pytest
 
 from shared.ledger import InMemoryLedger, Ledger, canonical_json, payload_hash
 from tests.contract.ledger import FakeClock, LedgerContract
+from tests.contract.ledger_count import LedgerCountContract
 from tests.contract.ledger_docs import LedgerDocsContract
 from tests.contract.ledger_input import LedgerInputContract
 
 pytestmark = pytest.mark.unit
 
 
-class TestInMemoryLedger(LedgerContract, LedgerInputContract, LedgerDocsContract):
+class TestInMemoryLedger(LedgerContract, LedgerInputContract, LedgerDocsContract, LedgerCountContract):
     @pytest.fixture
     def ledger(self, clock: FakeClock) -> Ledger:
         return InMemoryLedger(clock=clock)

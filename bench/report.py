@@ -1,0 +1,468 @@
+"""The report: ratios against the baselines, the table on stdout, ``results.json`` and one SVG chart per item.
+
+Charts are plain SVG text (horizontal bars with their values, the baseline drawn as a bar of its own and the
+goal as a dashed line): no plotting dependency, and the files diff as text.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+JsonObject = dict[str, Any]
+
+BURST_GOAL = 200.0
+COLD_GOAL = 1.3
+CEILING_GOAL = 0.5
+
+
+@dataclass(frozen=True)
+class Row:
+    item: str
+    figure: str
+    value: str
+    baseline: str
+    ratio: float | None
+    goal: str
+    met: bool | None
+
+
+def ceiling(raw_rate: float, writes_per_event: float) -> float:
+    """The ledger's ceiling for a function: the emulator's raw write rate over the writes one event needs."""
+    return raw_rate / writes_per_event if writes_per_event > 0 else float("inf")
+
+
+def ratio(value: float, baseline: float) -> float:
+    return value / baseline if baseline > 0 else 0.0
+
+
+def with_ratios(results: JsonObject) -> JsonObject:
+    """Add each ceiling and ratio to ``results`` (in place) and return it."""
+    raw = results["baselines"]["firestore_creates"]["rate"]
+    bare = results["baselines"]["bare_host"]["rate"]
+    bare_push = results["baselines"]["bare_push"]["rate"]
+    for name, hot in results.get("hot_path", {}).items():
+        writes = hot["per_event"]["writes"]
+        hot["ceiling"] = ceiling(raw, writes)
+        for way in ("host", "host_shared_run", "push"):
+            if way in hot:
+                hot[way]["vs_bare"] = ratio(hot[way]["rate"], bare_push if way == "push" else bare)
+                hot[way]["vs_ceiling"] = ratio(hot[way]["rate"], hot["ceiling"])
+        del name
+    if "burst" in results:
+        results["burst"]["vs_goal"] = ratio(results["burst"]["rate"], BURST_GOAL)
+    runs = results.get("scale", {}).get("runs") or []
+    if len(runs) >= 2:
+        first, last = runs[0], runs[-1]
+        # The listing assembles each listed run (one steps query per run): its cost follows the runs it
+        # lists (at most the limit), so it is compared per listed run; the tick as a whole.
+        results["scale"]["runs_growth"] = {
+            "finished_runs": [first["finished_runs"], last["finished_runs"]],
+            "listing": ratio(_per_listed(last), _per_listed(first)),
+            "tick": ratio(last["tick_seconds"], first["tick_seconds"]),
+        }
+    return results
+
+
+def _per_listed(tier: JsonObject) -> float:
+    return float(tier["runs_listing_seconds"]) / max(1, int(tier.get("runs_listed") or 1))
+
+
+def rows(results: JsonObject) -> list[Row]:
+    out: list[Row] = []
+    cold = results.get("cold_start")
+    if cold:
+        bare = cold["bare_seconds"]
+        for name, figure in cold["functions"].items():
+            beside = statistics.median(figure.get("bare_samples") or [bare])  # the ratio is the pair's
+            out.append(
+                Row(
+                    "1 cold start",
+                    name,
+                    f"{figure['seconds'] * 1000:.0f} ms",
+                    f"bare {beside * 1000:.0f} ms",
+                    figure["ratio"],
+                    f"≤ {COLD_GOAL}x",
+                    figure["ratio"] <= COLD_GOAL,
+                )
+            )
+    base = results["baselines"]
+    out.append(
+        Row(
+            "baseline",
+            "Firestore emulator creates",
+            f"{base['firestore_creates']['rate']:.0f}/s",
+            "",
+            None,
+            "",
+            None,
+        )
+    )
+    out.append(
+        Row("baseline", "bare function, host", f"{base['bare_host']['rate']:.0f}/s", "", None, "", None)
+    )
+    out.append(
+        Row(
+            "baseline",
+            "bare function, push subscription",
+            f"{base['bare_push']['rate']:.0f}/s",
+            "",
+            None,
+            "",
+            None,
+        )
+    )
+    for name, hot in results.get("hot_path", {}).items():
+        per = hot["per_event"]
+        out.append(
+            Row(
+                "2 hot path",
+                f"{name}: Firestore per event",
+                f"{per['reads']:g} reads, {per['writes']:g} writes",
+                f"{per['round_trips']:g} round trips",
+                None,
+                "",
+                None,
+            )
+        )
+        if "per_event_shared_run" in hot:
+            shared = hot["per_event_shared_run"]
+            out.append(
+                Row(
+                    "2 hot path",
+                    f"{name}: per event, one run",
+                    f"{shared['reads']:g} reads, {shared['writes']:g} writes",
+                    f"{shared['round_trips']:g} round trips",
+                    None,
+                    "",
+                    None,
+                )
+            )
+        for way, label in (
+            ("host", "host"),
+            ("host_shared_run", "host, one run"),
+            ("push", "push subscription"),
+        ):
+            if way not in hot:
+                continue
+            figure = hot[way]
+            bare_label = "bare (push)" if way == "push" else "bare"
+            out.append(
+                Row(
+                    "2 hot path",
+                    f"{name} {label} vs bare",
+                    f"{figure['rate']:.0f}/s",
+                    bare_label,
+                    figure["vs_bare"],
+                    "",
+                    None,
+                )
+            )
+            out.append(
+                Row(
+                    "2 hot path",
+                    f"{name} {label} vs ledger ceiling",
+                    f"{figure['rate']:.0f}/s",
+                    f"ceiling {hot['ceiling']:.0f}/s",
+                    figure["vs_ceiling"],
+                    f"≥ {CEILING_GOAL}x",
+                    figure["vs_ceiling"] >= CEILING_GOAL,
+                )
+            )
+    burst = results.get("burst")
+    if burst:
+        out.append(
+            Row(
+                "3 burst",
+                f"{burst['events']} objects, {burst['concurrency']} senders",
+                f"{burst['rate']:.0f}/s, {burst['training_runs']} run",
+                f"goal {BURST_GOAL:.0f}/s",
+                burst["vs_goal"],
+                "≥ 1x and 1 run",
+                burst["vs_goal"] >= 1 and burst["training_runs"] == 1,
+            )
+        )
+    e2e = results.get("end_to_end") or {}
+    if not e2e.get("measured"):
+        out.append(
+            Row("4 end to end", "push → canary, rollback", "not measured", "", None, "≤ 2 s, 1 tick", None)
+        )
+    scale = results.get("scale") or {}
+    for senders, figure in (scale.get("notify_senders") or {}).items():
+        out.append(
+            Row("5 scale", f"notify, {senders} senders", f"{figure['rate']:.0f}/s", "", None, "", None)
+        )
+    for senders, figure in (scale.get("burst_senders") or {}).items():
+        out.append(
+            Row(
+                "5 scale",
+                f"burst, {senders} senders",
+                f"{figure['rate']:.0f}/s, {figure['training_runs']} run",
+                "",
+                None,
+                "",
+                None,
+            )
+        )
+    for tier in scale.get("runs") or []:
+        out.append(
+            Row(
+                "5 scale",
+                f"{tier['finished_runs']} finished runs",
+                f"runs {tier['runs_listing_seconds'] * 1000:.0f} ms"
+                f" / tick {tier['tick_seconds'] * 1000:.0f} ms",
+                f"{tier['runs_listing_reads']} / {tier['tick_reads']} reads",
+                None,
+                "flat",
+                None,
+            )
+        )
+    growth = scale.get("runs_growth")
+    if growth:
+        worst = max(growth["listing"], growth["tick"])
+        out.append(
+            Row(
+                "5 scale",
+                f"growth {growth['finished_runs'][0]} → {growth['finished_runs'][1]} runs",
+                f"listing per run {growth['listing']:.2f}x, tick {growth['tick']:.2f}x",
+                "",
+                worst,
+                "≤ 2x (flat)",
+                worst <= 2.0,
+            )
+        )
+    return out
+
+
+def table(results: JsonObject) -> str:
+    header = ("item", "figure", "value", "baseline", "ratio", "goal", "met")
+    body = [
+        (
+            row.item,
+            row.figure,
+            row.value,
+            row.baseline,
+            "" if row.ratio is None else f"{row.ratio:.2f}x",
+            row.goal,
+            "" if row.met is None else ("yes" if row.met else "NO"),
+        )
+        for row in rows(results)
+    ]
+    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
+    machine = results.get("machine", {})
+    lines = [
+        f"make bench — {machine.get('date', '')}, {machine.get('cores', '?')} cores, "
+        f"Python {machine.get('python', '?')}",
+        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in body]
+    return "\n".join(lines)
+
+
+# -- charts ----------------------------------------------------------------------------------------------
+
+_BAR = "#4e79a7"
+_BASE = "#9c9c9c"
+_BAD = "#e15759"
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    text: str
+    baseline: bool = False
+    bad: bool = False
+
+
+def bar_chart(
+    title: str, subtitle: str, bars: Sequence[Bar], unit: str, goal: float | None = None, goal_label: str = ""
+) -> str:
+    """A horizontal bar chart as SVG text: one labelled bar per figure, an optional dashed goal line."""
+    label_width, bar_width, row, top = 260, 440, 26, 64
+    width = label_width + bar_width + 200
+    height = top + row * len(bars) + 40
+    peak = max([bar.value for bar in bars] + [goal or 0.0, 1e-9])
+    scale = bar_width / peak
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" '
+        'font-family="Helvetica, Arial, sans-serif" font-size="13">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="12" y="24" font-size="16" font-weight="bold">{escape(title)}</text>',
+        f'<text x="12" y="44" fill="#555">{escape(subtitle)}</text>',
+    ]
+    for index, bar in enumerate(bars):
+        y = top + index * row
+        colour = _BASE if bar.baseline else _BAD if bar.bad else _BAR
+        length = max(1.0, bar.value * scale)
+        parts.append(f'<text x="{label_width - 8}" y="{y + 15}" text-anchor="end">{escape(bar.label)}</text>')
+        parts.append(
+            f'<rect x="{label_width}" y="{y + 3}" width="{length:.1f}" height="{row - 8}" fill="{colour}"/>'
+        )
+        parts.append(f'<text x="{label_width + length + 6:.1f}" y="{y + 15}">{escape(bar.text)}</text>')
+    if goal is not None:
+        x = label_width + goal * scale
+        bottom = top + row * len(bars)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{bottom}" '
+            'stroke="#333" stroke-dasharray="5,4"/>'
+        )
+        parts.append(f'<text x="{x + 4:.1f}" y="{bottom + 16}" fill="#333">{escape(goal_label)}</text>')
+    parts.append(f'<text x="{label_width}" y="{height - 6}" fill="#777" font-size="11">{escape(unit)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def charts(results: JsonObject) -> dict[str, str]:
+    machine = results.get("machine", {})
+    where = (
+        f"{machine.get('cores', '?')} cores, Python {machine.get('python', '?')}, {machine.get('date', '')}"
+    )
+    out: dict[str, str] = {}
+    cold = results.get("cold_start")
+    if cold:
+        bare = cold["bare_seconds"]
+        bars = [Bar("bare function", bare * 1000, f"{bare * 1000:.0f} ms", baseline=True)]
+        for name, figure in sorted(cold["functions"].items(), key=lambda item: item[1]["seconds"]):
+            ms = figure["seconds"] * 1000
+            bars.append(
+                Bar(name, ms, f"{ms:.0f} ms  ({figure['ratio']:.2f}x)", bad=figure["ratio"] > COLD_GOAL)
+            )
+        out["cold-start.svg"] = bar_chart(
+            "1 · Cold start: fresh process → first event answered",
+            where,
+            bars,
+            "milliseconds",
+            bare * COLD_GOAL * 1000,
+            f"goal {COLD_GOAL}x bare",
+        )
+    hot = results.get("hot_path") or {}
+    base = results["baselines"]
+    if hot:
+        bars = [
+            Bar(
+                "bare function, host",
+                base["bare_host"]["rate"],
+                f"{base['bare_host']['rate']:.0f}/s",
+                baseline=True,
+            ),
+            Bar(
+                "bare function, push",
+                base["bare_push"]["rate"],
+                f"{base['bare_push']['rate']:.0f}/s",
+                baseline=True,
+            ),
+        ]
+        for name, figure in hot.items():
+            bars.append(
+                Bar(f"{name}: ledger ceiling", figure["ceiling"], f"{figure['ceiling']:.0f}/s", baseline=True)
+            )
+            for way, label in (("host", "host"), ("host_shared_run", "host, one run"), ("push", "push")):
+                if way in figure:
+                    rate = figure[way]["rate"]
+                    bars.append(
+                        Bar(
+                            f"{name}: {label}",
+                            rate,
+                            f"{rate:.0f}/s ({figure[way]['vs_ceiling']:.2f}x ceiling)",
+                            bad=figure[way]["vs_ceiling"] < CEILING_GOAL,
+                        )
+                    )
+        out["hot-path.svg"] = bar_chart(
+            "2 · Hot path: events per second on one instance", where, bars, "events per second"
+        )
+    burst = results.get("burst")
+    scale = results.get("scale") or {}
+    if burst:
+        bars = [
+            Bar(
+                f"{figure['events']} objects, {senders} sender(s)",
+                figure["rate"],
+                f"{figure['rate']:.0f}/s, {figure['training_runs']} training run",
+                bad=figure["rate"] < BURST_GOAL,
+            )
+            for senders, figure in (scale.get("burst_senders") or {str(burst["concurrency"]): burst}).items()
+        ]
+        out["burst.svg"] = bar_chart(
+            "3 · Burst: object-finalized events → one training run",
+            where,
+            bars,
+            "events per second",
+            BURST_GOAL,
+            f"goal {BURST_GOAL:.0f}/s",
+        )
+    if scale.get("runs"):
+        bars = []
+        for tier in scale["runs"]:
+            listing, tick = tier["runs_listing_seconds"] * 1000, tier["tick_seconds"] * 1000
+            runs = f"{tier['finished_runs']:,} finished"
+            bars.append(
+                Bar(f"runs listing, {runs}", listing, f"{listing:.0f} ms, {tier['runs_listing_reads']} reads")
+            )
+            bars.append(Bar(f"reconcile tick, {runs}", tick, f"{tick:.0f} ms, {tier['tick_reads']} reads"))
+        out["scale-runs.svg"] = bar_chart(
+            "5 · Scale: the runs listing and a reconcile tick against finished runs",
+            where,
+            bars,
+            "milliseconds",
+        )
+    senders = [
+        Bar(f"notify, {count} sender(s)", figure["rate"], f"{figure['rate']:.0f}/s")
+        for count, figure in (scale.get("notify_senders") or {}).items()
+    ] + [
+        Bar(
+            f"burst, {count} sender(s)",
+            figure["rate"],
+            f"{figure['rate']:.0f}/s, {figure['training_runs']} run",
+        )
+        for count, figure in (scale.get("burst_senders") or {}).items()
+    ]
+    if senders:
+        out["scale-senders.svg"] = bar_chart(
+            "5 · Scale: events per second against concurrent senders", where, senders, "events per second"
+        )
+    return out
+
+
+def before_after_chart(before: JsonObject, after: JsonObject) -> str:
+    """The improvements: each figure of a run before them (grey) beside the same figure after (blue)."""
+
+    def figures(results: JsonObject) -> list[tuple[str, float, str]]:
+        notify = results["hot_path"]["notify"]
+        data = results["hot_path"]["on_data_object"]
+        burst = results["burst"]
+        return [
+            ("notify: round trips / event", notify["per_event"]["round_trips"], ""),
+            ("notify, one run: round trips / event", notify["per_event_shared_run"]["round_trips"], ""),
+            ("on_data_object: reads / event", data["per_event"]["reads"], ""),
+            ("burst of 1,000: events/s", burst["rate"], ""),
+        ]
+
+    bars = []
+    for (label, old, old_note), (_, new, new_note) in zip(figures(before), figures(after), strict=True):
+        bars.append(Bar(f"{label}, before", old, f"{old:.3g}{old_note}", baseline=True))
+        bars.append(Bar(f"{label}, after", new, f"{new:.3g}{new_note}"))
+    when = f"before {before['machine']['date']}, after {after['machine']['date']}"
+    return bar_chart(
+        "Before / after the improvements",
+        when,
+        bars,
+        "one scale for all bars: round trips, reads, events per second",
+    )
+
+
+def write(results: JsonObject, out: Path, chart_dir: Path, before: JsonObject | None = None) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    chart_dir.mkdir(parents=True, exist_ok=True)
+    for name, svg in charts(results).items():
+        (chart_dir / name).write_text(svg)
+    if before is not None:
+        (chart_dir / "before-after.svg").write_text(before_after_chart(before, results))

@@ -1,0 +1,137 @@
+"""The bench's report on synthetic numbers: ceilings, ratios, goals met or not, the table and the charts."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import report
+from bench.counting import Counts
+
+pytestmark = pytest.mark.unit
+
+
+def synthetic() -> dict[str, Any]:
+    return {
+        "machine": {"cores": 2, "python": "3.11.7", "date": "2026-11-30 23:00 UTC"},
+        "baselines": {
+            "firestore_creates": {"rate": 1200.0},
+            "bare_host": {"rate": 800.0},
+            "bare_push": {"rate": 400.0},
+        },
+        "cold_start": {
+            "bare_seconds": 0.4,
+            "functions": {
+                "notify": {"seconds": 0.48, "ratio": 1.2, "first_event": "n"},
+                "reconcile": {"seconds": 0.8, "ratio": 2.0, "first_event": "t"},
+            },
+        },
+        "hot_path": {
+            "notify": {
+                "per_event": {"reads": 1.0, "writes": 6.0, "round_trips": 7.0},
+                "per_event_shared_run": {"reads": 0.0, "writes": 6.0, "round_trips": 6.0},
+                "host": {"rate": 120.0},
+                "host_shared_run": {"rate": 90.0},
+                "push": {"rate": 50.0},
+            },
+        },
+        "burst": {"events": 1000, "concurrency": 10, "rate": 100.0, "training_runs": 1},
+        "scale": {
+            "notify_senders": {"1": {"rate": 30.0}, "10": {"rate": 110.0}},
+            "burst_senders": {"10": {"events": 1000, "rate": 100.0, "training_runs": 1}},
+            "runs": [
+                {
+                    "finished_runs": 10,
+                    "runs_listed": 13,
+                    "runs_listing_seconds": 0.065,
+                    "runs_listing_reads": 13,
+                    "tick_seconds": 0.05,
+                    "tick_reads": 3,
+                },
+                {
+                    "finished_runs": 1000,
+                    "runs_listed": 20,
+                    "runs_listing_seconds": 0.12,
+                    "runs_listing_reads": 20,
+                    "tick_seconds": 0.3,
+                    "tick_reads": 3,
+                },
+            ],
+        },
+        "end_to_end": {"measured": False, "why": "x"},
+    }
+
+
+def test_the_ceiling_is_the_raw_write_rate_over_the_writes_an_event_needs() -> None:
+    assert report.ceiling(1200.0, 6.0) == 200.0
+    assert report.ceiling(1200.0, 0.0) == float("inf")
+
+
+def test_ratios_and_goals_are_computed_against_the_same_runs_baselines() -> None:
+    results = report.with_ratios(synthetic())
+    notify = results["hot_path"]["notify"]
+    assert notify["ceiling"] == 200.0
+    assert notify["host"]["vs_ceiling"] == pytest.approx(0.6)
+    assert notify["host"]["vs_bare"] == pytest.approx(0.15)
+    assert notify["push"]["vs_bare"] == pytest.approx(0.125)  # against the bare function behind a push
+    assert notify["host_shared_run"]["vs_ceiling"] == pytest.approx(0.45)
+    assert results["burst"]["vs_goal"] == pytest.approx(0.5)
+    # per listed run: 0.12 s / 20 against 0.065 s / 13 (the small tier holds fewer runs than the limit)
+    # per listed run (the small tier holds fewer runs than the listing's 20): 0.12/20 against 0.065/13
+    assert results["scale"]["runs_growth"]["listing"] == pytest.approx(1.2)
+    assert results["scale"]["runs_growth"]["tick"] == pytest.approx(6.0)
+
+
+def test_the_table_prints_every_figure_with_its_baseline_ratio_and_verdict() -> None:
+    text = report.table(report.with_ratios(synthetic()))
+    lines = text.splitlines()
+    assert "2 cores" in lines[0] and "2026-11-30" in lines[0]
+    notify_cold = next(line for line in lines if line.startswith("1 cold start") and "notify" in line)
+    assert "480 ms" in notify_cold and "bare 400 ms" in notify_cold and "1.20x" in notify_cold
+    assert notify_cold.rstrip().endswith("yes")
+    reconcile_cold = next(line for line in lines if "reconcile" in line and "cold" in line)
+    assert reconcile_cold.rstrip().endswith("NO")
+    shared = next(line for line in lines if "one run vs ledger ceiling" in line)
+    assert "0.45x" in shared and shared.rstrip().endswith("NO")
+    assert any("1 reads, 6 writes" in line for line in lines)
+    burst = next(line for line in lines if line.startswith("3 burst"))
+    assert "100/s" in burst and burst.rstrip().endswith("NO")
+    assert any("4 end to end" in line and "not measured" in line for line in lines)
+    growth = next(line for line in lines if "growth 10 → 1000" in line)
+    assert growth.rstrip().endswith("NO")  # the tick grew 6x with the finished runs
+
+
+def test_every_chart_is_valid_svg_with_one_bar_per_figure(tmp_path: Path) -> None:
+    results = report.with_ratios(synthetic())
+    report.write(results, tmp_path / "results.json", tmp_path / "charts")
+    assert json.loads((tmp_path / "results.json").read_text())["hot_path"]["notify"]["ceiling"] == 200.0
+    names = sorted(path.name for path in (tmp_path / "charts").iterdir())
+    assert names == ["burst.svg", "cold-start.svg", "hot-path.svg", "scale-runs.svg", "scale-senders.svg"]
+    cold = ElementTree.parse(tmp_path / "charts" / "cold-start.svg").getroot()
+    texts = [element.text or "" for element in cold.iter("{http://www.w3.org/2000/svg}text")]
+    assert "bare function" in texts and "notify" in texts and "reconcile" in texts
+    assert any("2026-11-30" in text for text in texts)  # the machine and the date are on every chart
+    bars = [rect for rect in cold.iter("{http://www.w3.org/2000/svg}rect")][1:]  # the first is the canvas
+    assert len(bars) == 3
+    widths = {float(rect.get("width", 0)) for rect in bars}
+    assert max(widths) == pytest.approx(440.0)  # the longest bar fills the plot
+
+
+def test_bars_scale_with_their_values_and_the_goal_line_sits_at_the_goal() -> None:
+    svg = report.bar_chart(
+        "t", "s", [report.Bar("a", 50.0, "50"), report.Bar("b", 100.0, "100")], "u", 200.0, "goal"
+    )
+    root = ElementTree.fromstring(svg)
+    bars = [rect for rect in root.iter("{http://www.w3.org/2000/svg}rect")][1:]
+    assert [float(rect.get("width", 0)) for rect in bars] == [110.0, 220.0]
+    line = next(root.iter("{http://www.w3.org/2000/svg}line"))
+    assert float(line.get("x1", 0)) == pytest.approx(260 + 440.0)
+
+
+def test_counts_per_event() -> None:
+    counts = Counts(reads=30, writes=70, round_trips=100).minus(Counts(reads=10, writes=10, round_trips=20))
+    assert counts.per(10) == {"reads": 2.0, "writes": 6.0, "round_trips": 8.0}
