@@ -17,9 +17,8 @@ after recording it (on a push subscription any non-2xx is a retry).
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Iterable
-
-from google.api_core import exceptions as google_exceptions
 
 
 class RejectionReason(enum.StrEnum):
@@ -97,14 +96,15 @@ class DeadlineExceeded(TransientError):
     http_status = 503
 
 
+#: The Google API errors worth another attempt (google.api_core.exceptions' class names).
 _TRANSIENT_GOOGLE = (
-    google_exceptions.TooManyRequests,
-    google_exceptions.ServiceUnavailable,
-    google_exceptions.InternalServerError,
-    google_exceptions.DeadlineExceeded,
-    google_exceptions.GatewayTimeout,
-    google_exceptions.BadGateway,
-    google_exceptions.Aborted,
+    "TooManyRequests",
+    "ServiceUnavailable",
+    "InternalServerError",
+    "DeadlineExceeded",
+    "GatewayTimeout",
+    "BadGateway",
+    "Aborted",
 )
 
 
@@ -112,10 +112,14 @@ def is_transient(error: BaseException) -> bool:
     """True when retrying the same call later may succeed."""
     if isinstance(error, PipelineError):
         return error.retryable
-    if isinstance(error, _TRANSIENT_GOOGLE):
-        return True
-    if isinstance(error, google_exceptions.GoogleAPICallError):
-        return False
+    # google.api_core is not imported for this (about 100 ms of grpc at cold start): an error of its classes
+    # can only exist once something else has imported it.
+    google = sys.modules.get("google.api_core.exceptions")
+    if google is not None:
+        if isinstance(error, tuple(getattr(google, name) for name in _TRANSIENT_GOOGLE)):
+            return True
+        if isinstance(error, google.GoogleAPICallError):
+            return False
     # Connection resets, timeouts and the like: worth another attempt.
     return isinstance(error, (ConnectionError, TimeoutError, OSError))
 

@@ -80,6 +80,15 @@ def exported(root: Path) -> dict[str, str]:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("functions."):
             for alias in node.names:
                 modules[alias.asname or alias.name] = node.module
+        if isinstance(node, ast.Assign | ast.AnnAssign) and any(
+            isinstance(target, ast.Name) and target.id == "ENTRY_POINTS"
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        ):
+            # The lazy form: ENTRY_POINTS = {"name": "functions.module", ...} (imported on first use).
+            assert node.value is not None
+            for name, module in dict(ast.literal_eval(node.value)).items():
+                if str(module).startswith("functions."):
+                    modules[str(name)] = str(module)
         if isinstance(node, ast.Assign) and any(
             isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets
         ):

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shared.errors import InvalidInput
-from shared.ports.metrics import RevisionMetrics
+
+if TYPE_CHECKING:  # only annotations: the config imports this module at cold start, the ports it need not
+    from shared.ports.metrics import RevisionMetrics
 
 #: Stable latencies below this are treated as this (ms) in ratios, so a sub-millisecond stable does not
 #: turn a 2 ms candidate into a "10x" regression, and a zero never divides.
