@@ -53,10 +53,11 @@ class Sizes:
     scale_objects: tuple[int, ...] = (100, 1000, 500)
     run_tiers: tuple[int, ...] = (10, 1000)
     cold_functions: tuple[str, ...] = ()  # empty: every entry point of main.py
+    end_to_end: bool = True  # item 4 (the whole stack, about 40 s)
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(1, 60, 60, 20, 3, 20, (1, 4), (5, 20), (5, 20), (10, 50), ("notify",))
+        return cls(1, 60, 60, 20, 3, 20, (1, 4), (5, 20), (5, 20), (10, 50), ("notify",), False)
 
     @classmethod
     def full(cls) -> Sizes:

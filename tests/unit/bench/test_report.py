@@ -135,3 +135,29 @@ def test_bars_scale_with_their_values_and_the_goal_line_sits_at_the_goal() -> No
 def test_counts_per_event() -> None:
     counts = Counts(reads=30, writes=70, round_trips=100).minus(Counts(reads=10, writes=10, round_trips=20))
     assert counts.per(10) == {"reads": 2.0, "writes": 6.0, "round_trips": 8.0}
+
+
+def test_end_to_end_rows_and_the_stage_chart(tmp_path: Path) -> None:
+    results = synthetic()
+    results["end_to_end"] = {
+        "measured": True,
+        "tick_seconds": 0.25,
+        "push_to_canary_seconds": 6.1,
+        "push_to_canary_ticks": 13,
+        "rollback_seconds": 0.02,
+        "rollback_ticks": 0,
+        "failing_analysis": "candidate 5xx 50.0% > 5.0%",
+        "stages": [
+            {"name": "image built", "seconds": 3.0, "at": 3.0},
+            {"name": "split served (read back)", "seconds": 3.1, "at": 6.1},
+        ],
+    }
+    lines = report.table(report.with_ratios(results)).splitlines()
+    push = next(line for line in lines if "signed push → candidate taking traffic" in line)
+    assert "6.1 s, 13 ticks" in push and "3.05x" in push and push.rstrip().endswith("NO")
+    back = next(line for line in lines if "failing analysis → traffic on stable" in line)
+    assert "0 ticks" in back and back.rstrip().endswith("yes")
+    report.write(report.with_ratios(results), tmp_path / "results.json", tmp_path / "charts")
+    chart = ElementTree.parse(tmp_path / "charts" / "end-to-end.svg").getroot()
+    texts = [element.text or "" for element in chart.iter("{http://www.w3.org/2000/svg}text")]
+    assert "image built" in texts and "split served (read back)" in texts
