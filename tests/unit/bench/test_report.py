@@ -160,4 +160,4 @@ def test_end_to_end_rows_and_the_stage_chart(tmp_path: Path) -> None:
     report.write(report.with_ratios(results), tmp_path / "results.json", tmp_path / "charts")
     chart = ElementTree.parse(tmp_path / "charts" / "end-to-end.svg").getroot()
     texts = [element.text or "" for element in chart.iter("{http://www.w3.org/2000/svg}text")]
-    assert "image built" in texts and "split served (read back)" in texts
+    assert "image built" in texts and "split served (read back)" in texts  # labels as given
