@@ -42,7 +42,13 @@ LEDGER_INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         (("fields.dataset", "ascending"), ("fields.batched", "ascending"), ("fields.seen_at", "ascending")),
     ),
 )
-TTL_COLLECTION, TTL_FIELD = "idempotency", "expires_at"
+TTL_FIELD = "expires_at"
+#: Collections whose documents expire (a Timestamp ``expires_at``): the idempotency records
+#: (spec.ledger.idempotencyTtl) and Slack's replay records (shared.approval.slack.SEEN, kept 2x its window).
+TTL_COLLECTIONS = (
+    ("idempotency", "idempotency records are deleted after they expire (spec.ledger.idempotencyTtl)"),
+    ("slack-requests", "Slack replay records are deleted once no replay could pass the signature window"),
+)
 
 
 def account_id(prefix: str, name: str) -> str:
@@ -226,33 +232,34 @@ class Resources:
                     why="a ledger query (shared/ledger/firestore.py)",
                 )
             )
-        group = f"{prefix}{TTL_COLLECTION}"
-        self.add(
-            Step(
-                "ttl",
-                f"{group}.{TTL_FIELD}",
-                gcloud(
-                    "firestore",
-                    "fields",
-                    "ttls",
-                    "list",
-                    f"--collection-group={group}",
-                    f"--filter=name:/fields/{TTL_FIELD}",
-                    "--format=json",
-                ),
-                gcloud(
-                    "firestore",
-                    "fields",
-                    "ttls",
-                    "update",
-                    TTL_FIELD,
-                    f"--collection-group={group}",
-                    "--enable-ttl",
-                ),
-                desired=[{"ttlConfig": {"state": "ACTIVE"}}],
-                why="idempotency records are deleted after they expire (spec.ledger.idempotencyTtl)",
+        for collection, why in TTL_COLLECTIONS:
+            group = f"{prefix}{collection}"
+            self.add(
+                Step(
+                    "ttl",
+                    f"{group}.{TTL_FIELD}",
+                    gcloud(
+                        "firestore",
+                        "fields",
+                        "ttls",
+                        "list",
+                        f"--collection-group={group}",
+                        f"--filter=name:/fields/{TTL_FIELD}",
+                        "--format=json",
+                    ),
+                    gcloud(
+                        "firestore",
+                        "fields",
+                        "ttls",
+                        "update",
+                        TTL_FIELD,
+                        f"--collection-group={group}",
+                        "--enable-ttl",
+                    ),
+                    desired=[{"ttlConfig": {"state": "ACTIVE"}}],
+                    why=why,
+                )
             )
-        )
 
     def bucket(self, bucket: str, why: str) -> None:
         self.add(

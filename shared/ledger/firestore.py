@@ -641,6 +641,8 @@ class FirestoreLedger:
         token = rules.new_token()
         fields = rules.queryable_fields(stored)
 
+        expires = _expiry(stored)
+
         def attempt(budget: _Budget) -> StoredDoc:
             now = self._now()
             doc = {
@@ -650,6 +652,8 @@ class FirestoreLedger:
                 "updated_at": now,
                 "token": token,
             }
+            if expires is not None:
+                doc[EXPIRY_FIELD] = expires  # a Timestamp: what a Firestore TTL policy deletes by
             try:
                 if create_only:
                     written = ref.create(doc, retry=None, timeout=budget.left())
@@ -728,3 +732,20 @@ class FirestoreLedger:
             return int(results[0][0].value) if results and results[0] else 0
 
         return self._within("counting state documents", timeout, attempt)
+
+
+#: A state document whose data has a top-level ``expires_at`` (RFC 3339 text) also gets it as a Firestore
+#: Timestamp under this name, so a TTL policy on the collection deletes it (``deploy plan`` sets the policies;
+#: Slack's replay records use it). The data read back is the data written: the Timestamp is not part of it.
+EXPIRY_FIELD = "expires_at"
+
+
+def _expiry(data: JsonObject) -> datetime | None:
+    value = data.get(EXPIRY_FIELD)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

@@ -111,6 +111,27 @@ def test_state_documents_live_in_prefixed_collections_with_bounded_ids(
     assert written.version == member.update_time.rfc3339()
 
 
+def test_a_state_document_with_expires_at_carries_it_as_a_timestamp_for_a_ttl_policy(
+    firestore_client: firestore.Client,
+) -> None:
+    prefix = f"x{uuid.uuid4().hex[:12]}_"
+    ledger = FirestoreLedger(firestore_client, prefix=prefix)
+    data = {"timestamp": "1", "expires_at": "2026-12-01T00:10:00.123456+00:00"}
+    ledger.put_doc("slack-requests", "d1", data, create_only=True)
+    ledger.put_doc("slack-requests", "d2", {"expires_at": "not a time"}, create_only=True)
+
+    [first] = [
+        doc for doc in firestore_client.collection(f"{prefix}slack-requests").stream() if doc.id == "d1"
+    ]
+    assert first.get("expires_at").isoformat() == "2026-12-01T00:10:00.123456+00:00"  # a Timestamp
+    stored = ledger.get_doc("slack-requests", "d1")
+    assert stored is not None and stored.data == data  # what was written comes back, unchanged
+    [second] = [
+        doc for doc in firestore_client.collection(f"{prefix}slack-requests").stream() if doc.id == "d2"
+    ]
+    assert "expires_at" not in (second.to_dict() or {})  # not a time: no TTL field, nothing refused
+
+
 # Bounded time: Firestore down or silent -------------------------------------------------------------------
 
 

@@ -186,6 +186,15 @@ def test_ledger_indexes_ttl_registry_and_drift_channel() -> None:
     assert (
         "gcloud firestore fields ttls update expires_at --collection-group=idempotency --enable-ttl" in text
     )
+    # Slack's replay records expire too (shared.approval.slack writes expires_at; the ledger a Timestamp).
+    assert (
+        "gcloud firestore fields ttls update expires_at --collection-group=slack-requests --enable-ttl"
+        in text
+    )
+    from shared.approval.slack import SEEN
+    from shared.deploy.resources import TTL_COLLECTIONS
+
+    assert SEEN in {collection for collection, _ in TTL_COLLECTIONS}
     assert (
         "gcloud artifacts repositories create mlops --repository-format=docker --location=us-central1" in text
     )
