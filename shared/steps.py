@@ -88,6 +88,9 @@ class Effect:
 
     result: Mapping[str, Any] = field(default_factory=dict)
     emits: Sequence[Emit] = ()
+    #: The side effect was handled, but what it handled is a failure the run should show (a build that
+    #: failed): the step is recorded FAILED on the run; it is completed and its events published all the same.
+    failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,8 @@ class StepRunner:
                 "result": dict(effect.result),
                 "emits": [emit.to_json() for emit in effect.emits],
             }
+            if effect.failed:
+                stored["recorded"] = "failed"
         try:
             self.ledger.complete(step.key, claim.token, stored, timeout=deadline.timeout(LEDGER_CALL_SECONDS))
         except LeaseLostError as error:
@@ -217,7 +222,9 @@ class StepRunner:
             detail: JsonObject = {"key": step.key, "result": stored.get("result", {})}
             if failed:
                 detail["error"] = stored.get("error", "")
-            status = StepStatus.FAILED if failed else StepStatus.SUCCEEDED
+            status = (
+                StepStatus.FAILED if failed or stored.get("recorded") == "failed" else StepStatus.SUCCEEDED
+            )
             name = step.name or step.key
             timeout = self.deadline.timeout(LEDGER_CALL_SECONDS)
             try:

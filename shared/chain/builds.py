@@ -304,7 +304,7 @@ def _status_step(runtime: Runtime, facts: BuildFacts, judgement: Judgement, caus
     def effect(context: StepContext) -> Effect:
         if judgement.verdict is Verdict.FAILED:
             _finish_failed(runtime.ledger, judgement.run_id, cause)
-            return Effect(_failed_result(facts), [_failed_notice(facts, judgement)])
+            return Effect(_failed_result(facts), [_failed_notice(facts, judgement)], failed=True)
         built_at = facts.finish_time or runtime.clock()
         if judgement.reference:
             pointer = {

@@ -239,6 +239,23 @@ class StepRunnerContract:
         run = ledger.get_run("run-1")
         assert run is not None and run.steps[0].status is StepStatus.FAILED
 
+    def test_a_handled_failure_is_shown_failed_yet_completed_and_announced(self, ledger: Ledger) -> None:
+        from shared.steps import Emit
+
+        def handled(_context: StepContext) -> Effect:
+            return Effect({"status": "FAILURE"}, [Emit("build.requested", {"x": 1})], failed=True)
+
+        publisher = InMemoryPublisher()
+        first = self.runner(ledger, publisher).run(step(handled))
+        again = self.runner(ledger, publisher).run(step(handled))
+        assert first.outcome is Outcome.DONE and first.result == {"status": "FAILURE"} and not first.error
+        assert again.outcome is Outcome.DUPLICATE and again.published == first.published
+        run = ledger.get_run("run-1")
+        assert run is not None and [(s.status, s.detail["result"]) for s in run.steps] == [
+            (StepStatus.FAILED, {"status": "FAILURE"})
+        ]
+        assert len({message.attributes["event_id"] for message in publisher.messages}) == 1
+
     def test_transient_failure_releases_for_the_next_delivery(self, ledger: Ledger) -> None:
         from shared.errors import TransientError
 

@@ -138,6 +138,7 @@ def test_a_failed_build_is_notified_with_its_step_and_log_and_fails_the_run(
     assert run.status is RunStatus.FAILED
     step = run.step("image:trainer")
     assert step is not None and step.detail["result"]["status"] == "FAILURE"
+    assert step.status is StepStatus.FAILED  # the run shows the failed build as a failed step
 
 
 @pytest.mark.parametrize("status", ["TIMEOUT", "INTERNAL_ERROR", "CANCELLED", "EXPIRED"])
