@@ -6,8 +6,10 @@
   holds.
 * ``python -m shared.validation infer SAMPLE.csv > schemas/NAME.yaml`` writes a starting schema.
 
-Importing this package is cheap: pandas and pandera are imported on the first :func:`validate` or
-:func:`infer_schema` call only, so nothing that ``main.py`` imports pays for them.
+Importing this package is cheap: pandas and pandera are imported on the first :func:`validate` that needs
+them or the first :func:`infer_schema` call, so nothing that ``main.py`` imports pays for them. A small object
+that is valid is answered in plain Python (:mod:`shared.validation.fast`) and never loads them; every other
+object, and every failure, is checked and described by pandera (:mod:`shared.validation.engine`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ def validate(data: bytes, name: str, schema: DataSchema, limits: Limits = DEFAUL
     The format is the schema's ``format``, else the name's extension (``.csv``, ``.jsonl``, ``.ndjson``, each
     optionally ``.gz``). An object over ``limits`` is reported as a ``size`` failure without being parsed.
     """
-    from shared.validation import engine  # pandas + pandera: only on the data-validation path
+    from shared.validation import fast
+
+    clean = fast.clean_report(data, name, schema, limits)  # a small valid object: plain Python, no pandas
+    if clean is not None:
+        return clean
+    from shared.validation import engine  # pandas + pandera: every other object, and every failure
 
     return engine.run(data, name, schema, limits)
 

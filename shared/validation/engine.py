@@ -18,17 +18,15 @@ pandera's failure cases are then grouped per check and column into the report's 
 
 from __future__ import annotations
 
-import csv
-import gzip
 import io
 import json
 import math
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.validation.limits import Limits
+from shared.validation.reading import Unreadable, csv_header, format_for, payload
 from shared.validation.report import Failure, Report, json_safe
 from shared.validation.schema import ColumnSpec, DataSchema
 
@@ -64,15 +62,6 @@ _ORDER = (
     "rows.min",
     "rows.max",
 )
-EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-
-
-class Unreadable(Exception):
-    """The object cannot be checked further; ``failures`` say why."""
-
-    def __init__(self, *failures: Failure) -> None:
-        super().__init__(failures[0].message if failures else "stopped")
-        self.failures = failures
 
 
 @dataclass
@@ -112,7 +101,7 @@ def run(data: bytes, name: str, schema: DataSchema, limits: Limits) -> Report:
 def read_table(data: bytes, name: str, schema: DataSchema, limits: Limits) -> Table:
     """The object as a frame of raw values (text for CSV, JSON values for JSONL), or :class:`Unreadable`."""
     data_format = format_for(name, schema)
-    payload = _payload(data, name, limits)
+    text = payload(data, name, limits)
     if data_format is None:
         raise Unreadable(
             Failure(
@@ -122,40 +111,16 @@ def read_table(data: bytes, name: str, schema: DataSchema, limits: Limits) -> Ta
                 "set spec.format in the schema",
             )
         )
-    return _read_csv(payload, schema, limits) if data_format == "csv" else _read_jsonl(payload, limits)
-
-
-def format_for(name: str, schema: DataSchema) -> str | None:
-    """The schema's format, else the one the object's name says (.csv, .jsonl, .ndjson, each + .gz)."""
-    if schema.format:
-        return schema.format
-    lowered = name.lower().removesuffix(".gz")
-    return next((fmt for suffix, fmt in EXTENSIONS.items() if lowered.endswith(suffix)), None)
+    return _read_csv(text, schema, limits) if data_format == "csv" else _read_jsonl(text, limits)
 
 
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _payload(data: bytes, name: str, limits: Limits) -> bytes:
-    if len(data) > limits.max_bytes:
-        raise Unreadable(Failure("size", None, f"{len(data)} bytes, at most {limits.max_bytes} are checked"))
-    if not name.lower().endswith(".gz"):
-        return data
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-            # One byte past the bound tells "too large" from "exactly the bound" without inflating more.
-            inflated = stream.read(limits.max_bytes + 1)
-    except (OSError, EOFError, zlib.error) as error:
-        raise Unreadable(Failure("format", None, f"not a readable gzip file: {error}")) from None
-    if len(inflated) > limits.max_bytes:
-        raise Unreadable(Failure("size", None, f"decompresses to more than {limits.max_bytes} bytes"))
-    return inflated
-
-
 def _read_csv(payload: bytes, schema: DataSchema, limits: Limits) -> Table:
     import pandas as pd
 
-    header = _csv_header(payload, schema.delimiter)
+    header = csv_header(payload, schema.delimiter)
     if len(header) > limits.max_columns:
         raise Unreadable(
             Failure("size", None, f"{len(header)} columns, at most {limits.max_columns} are checked")
@@ -186,33 +151,6 @@ def _read_csv(payload: bytes, schema: DataSchema, limits: Limits) -> Table:
     if len(frame) > limits.max_rows:
         raise Unreadable(Failure("size", None, f"more than {limits.max_rows} rows are not checked"))
     return Table(frame, lambda index: index + 1)
-
-
-def _csv_header(payload: bytes, delimiter: str) -> list[str]:
-    try:
-        text = io.TextIOWrapper(io.BytesIO(payload), encoding="utf-8", newline="")
-        reader = csv.reader(text, delimiter=delimiter)
-        header = next(reader, None)
-        first = next(reader, None)
-    except UnicodeDecodeError as error:
-        raise Unreadable(
-            Failure("format", None, f"not UTF-8 text: {error.reason} at byte {error.start}")
-        ) from None
-    except csv.Error as error:
-        raise Unreadable(Failure("format", None, f"not readable as CSV: {error}")) from None
-    if not header or all(not column.strip() for column in header):
-        raise Unreadable(Failure("format", None, "empty: a CSV object needs a header line"))
-    if first is not None and len(first) > len(header):
-        # pandas would silently take the extra leading fields as an index; later rows it refuses itself.
-        raise Unreadable(
-            Failure(
-                "format",
-                None,
-                f"not readable as CSV: row 1 has {len(first)} fields, the header {len(header)}",
-                rows=(1,),
-            )
-        )
-    return header
 
 
 def _read_jsonl(payload: bytes, limits: Limits) -> Table:
@@ -446,7 +384,7 @@ def _column_checks(spec: ColumnSpec, frame: pd.DataFrame) -> tuple[list[_Planned
             lambda _count: (
                 f"{fraction:.1%} of the values are empty or unreadable, at most {limit:.1%} allowed"
             ),
-            pa.Check(lambda values: bool(values.isna().mean() <= limit), ignore_na=False),
+            pa.Check(lambda values: len(values) == 0 or bool(values.isna().mean() <= limit), ignore_na=False),
         )
     return plans, checks
 

@@ -22,6 +22,7 @@ import yaml
 from shared.errors import InvalidInput
 from shared.validation import engine
 from shared.validation.limits import DEFAULT_LIMITS, Limits
+from shared.validation.reading import Unreadable
 from shared.validation.schema import API_VERSION, ColumnSpec, DataSchema
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -51,7 +52,7 @@ def infer(
     reading = DataSchema(name="sample", columns=(), format=data_format, delimiter=delimiter)
     try:
         table = engine.read_table(data, name, reading, limits)
-    except engine.Unreadable as unreadable:
+    except Unreadable as unreadable:
         raise InvalidInput(f"sample {name}", [failure.line() for failure in unreadable.failures]) from None
     frame = table.frame
     columns = tuple(
