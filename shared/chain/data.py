@@ -4,16 +4,20 @@
 
 * an object outside every dataset (``config.chain.dataset_for``), our own ``quarantine/`` copies included, is
   ignored;
-* otherwise one step, keyed ``object/BUCKET/NAME#GENERATION``, checks the size the event states (a too large
-  object is never downloaded), reads that generation through ``ports.objects`` and validates it against the
-  dataset's schema (:mod:`shared.validation`; pandas/pandera are imported only then);
-* **invalid** → the object is moved to ``quarantine/NAME`` in the same bucket (copy if absent, then delete
-  exactly the handled generation: a newer upload under the name is left alone) with
-  ``quarantine/NAME.report.json`` beside it listing every failed check; a second step on the object's own run
-  (``data-DATASET-q…``, finished FAILED) sends a ``data.quarantined`` notification. No training;
+* otherwise the size the event states is checked (a too large object is never downloaded), that generation is
+  read through ``ports.objects`` and validated against the dataset's schema (:mod:`shared.validation`);
 * **valid** → one *member document* per object version (``members/<member_id>``, create-only: a redelivery
-  finds it there). Nothing else is written per object, so a burst never contends on one document. When the
-  dataset already holds a full batch (``maxCount``) of pending members, it is closed at once.
+  finds it there and writes nothing). That one write is all a valid object costs the ledger, and nothing else
+  is written per object, so a burst never contends on one document. When the dataset already holds a full
+  batch (``maxCount``) of pending members, it is closed at once (an instance counts the pending members only
+  when its own admissions since its last count could have filled the batch, or 0.25 s after that count: see
+  :class:`_Fullness`);
+* anything else (**invalid**, too large, gone, unreadable just now) → one step, keyed
+  ``object/BUCKET/NAME#GENERATION``, reads and validates that generation again and acts once: an invalid
+  object is moved to ``quarantine/NAME`` in the same bucket (copy if absent, then delete exactly the handled
+  generation: a newer upload under the name is left alone) with ``quarantine/NAME.report.json`` beside it
+  listing every failed check, and a second step on the object's own run (``data-DATASET-q…``, finished
+  FAILED) sends a ``data.quarantined`` notification. No training.
 
 The reconciler → :func:`close_due_batches`: per dataset, the pending members (ordered by ``seen_at``) are
 planned into batches by :func:`shared.training.batching.plan` (quiet period, maximum wait, maximum count),
@@ -28,6 +32,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import math
+import threading
+import time
+import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -126,6 +134,18 @@ def handle_object(runtime: Runtime, obj: StorageObject, *, causation_id: str = "
         log.info("object outside every dataset, ignored", object=obj.uri, generation=obj.generation)
         return "ignored"
     schema = schema_for(dataset)  # before the step: a broken schema is a config rejection, not a failed step
+    admitted = _admit_at_once(runtime, obj, dataset, schema)
+    if admitted is not None:
+        _close_if_full(runtime, dataset)
+        log.info(
+            "data object handled",
+            object=obj.uri,
+            generation=obj.generation,
+            dataset=dataset.name,
+            outcome="member",
+            duplicate=not admitted,
+        )
+        return "member"
     step = Step(
         key=object_key(obj),
         payload={
@@ -156,6 +176,43 @@ def handle_object(runtime: Runtime, obj: StorageObject, *, causation_id: str = "
         duplicate=result.outcome is Outcome.DUPLICATE,
     )
     return outcome
+
+
+def _admit_at_once(
+    runtime: Runtime, obj: StorageObject, dataset: DatasetSpec, schema: DataSchema
+) -> bool | None:
+    """A valid object's one write: its member document, create-only (True: written now; False: a delivery
+    before this one wrote it). ``None``: the object needs the step (invalid, too large, gone, or unreadable
+    just now), which moves it to quarantine or records what happened, once.
+
+    The member document is the valid object's idempotency record: it is keyed by the object version, written
+    create-only and never deleted (training reads the members; batching marks them), so a redelivery, early
+    or late, finds it and writes nothing. Skipping the step's claim and completion makes admission one ledger
+    write instead of three.
+    """
+    if obj.size > LIMITS.max_bytes:
+        return None
+    deadline = deadlines.current()
+    try:
+        data = runtime.ports.objects.read_bytes(
+            obj.bucket, obj.name, generation=obj.generation, timeout=deadline.timeout(OBJECT_SECONDS)
+        )
+    except PipelineError:  # gone, or a failure the step retries and records: the step decides
+        return None
+    if not validate(data, obj.name, schema, LIMITS).valid:
+        return None
+    document = member_document(dataset.name, obj.bucket, obj.name, obj.generation, runtime.clock())
+    try:
+        runtime.ledger.put_doc(
+            MEMBERS,
+            member_id(obj.bucket, obj.name, obj.generation),
+            document,
+            create_only=True,
+            timeout=deadline.timeout(LEDGER_SECONDS),
+        )
+    except DocConflictError:
+        return False
+    return True
 
 
 def _admit_or_quarantine(
@@ -338,9 +395,55 @@ def _announce_quarantine(
     runtime.ledger.finish_run(run_id, RunStatus.FAILED, timeout=deadlines.current().timeout(LEDGER_SECONDS))
 
 
+#: A full batch is noticed within this long of filling when several instances admit its members (one instance
+#: alone notices at the admission that fills it); between those counts an instance does not count again.
+COUNT_INTERVAL_SECONDS = 0.25
+
+
+class _Fullness:
+    """When an instance must count a dataset's pending members again (one per ledger and dataset).
+
+    After a count of ``p`` pending, the batch cannot be full before ``maxCount - p`` more members arrive; this
+    instance's own admissions are a lower bound on the arrivals, so it counts again when they reach that gap,
+    or when :data:`COUNT_INTERVAL_SECONDS` have passed (other instances' admissions are not seen here). A
+    burst then costs a count every few hundred milliseconds per instance instead of one per object, and a
+    count's cost grows with the members it counts.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gap = 0  # admissions that cannot fill the batch yet; 0 = count now
+        self._counted_at = -math.inf
+
+    def due(self) -> bool:
+        with self._lock:
+            if self._gap > 0 and time.monotonic() - self._counted_at < COUNT_INTERVAL_SECONDS:
+                self._gap -= 1
+                return False
+            self._counted_at = time.monotonic()
+            self._gap = 0
+            return True
+
+    def counted(self, pending: int, limit: int) -> None:
+        with self._lock:
+            self._gap = max(0, limit - pending - 1)  # the next admission after the gap may fill it
+
+
+_probes: weakref.WeakKeyDictionary[Ledger, dict[str, _Fullness]] = weakref.WeakKeyDictionary()
+_probes_lock = threading.Lock()
+
+
+def _fullness(ledger: Ledger, dataset: str) -> _Fullness:
+    with _probes_lock:
+        return _probes.setdefault(ledger, {}).setdefault(dataset, _Fullness())
+
+
 def _close_if_full(runtime: Runtime, dataset: DatasetSpec) -> None:
     """Close a batch at once when ``maxCount`` members wait (best effort: the reconciler closes it too)."""
     limit = dataset.batching.max_count
+    probe = _fullness(runtime.ledger, dataset.name)
+    if not probe.due():
+        return
     try:
         pending = runtime.ledger.count_docs(  # counted, not read: a burst's cost stays linear
             MEMBERS,
@@ -348,6 +451,7 @@ def _close_if_full(runtime: Runtime, dataset: DatasetSpec) -> None:
             limit=limit,
             timeout=deadlines.current().timeout(LEDGER_SECONDS),
         )
+        probe.counted(pending, limit)
         if pending >= limit:
             close_due_batches(runtime, runtime.clock(), datasets=[dataset.name])
     except PipelineError as error:  # the object is admitted; closing is the reconciler's job too

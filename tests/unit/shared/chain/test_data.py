@@ -173,3 +173,36 @@ def test_more_pending_members_than_one_query_are_closed_round_by_round() -> None
     assert [len(event["data"]["data_uris"]) for event in found] == [3, 3, 1]
     assert [uri for event in found for uri in event["data"]["data_uris"]] == uris
     assert closed == [event["run_id"] for event in found]
+
+
+# -- when an instance counts the pending members --------------------------------------------------------
+
+
+def test_one_instance_counts_only_when_its_own_admissions_could_have_filled_the_batch() -> None:
+    from shared.chain.data import _Fullness
+
+    probe, counts, pending = _Fullness(), 0, 0
+    for _ in range(50):  # one instance admits 50 members of a batch of 50, faster than the count interval
+        pending += 1
+        if probe.due():
+            counts += 1
+            probe.counted(pending, 50)
+    assert counts == 2  # the first admission, and the fiftieth: the one that fills the batch
+    assert pending == 50
+
+
+def test_after_the_interval_an_instance_counts_again_for_what_other_instances_admitted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shared.chain.data as data_chain
+
+    now = [100.0]
+    monkeypatch.setattr(data_chain.time, "monotonic", lambda: now[0])
+    probe = data_chain._Fullness()
+    assert probe.due()
+    probe.counted(10, 50)  # 39 admissions of its own could not fill it
+    assert not probe.due()
+    now[0] += data_chain.COUNT_INTERVAL_SECONDS  # others may have filled it meanwhile
+    assert probe.due()
+    probe.counted(50, 50)
+    assert probe.due()  # a full (or nearly full) batch: the next admission counts again
