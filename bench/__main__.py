@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import e2e, items, report
+from bench import chain_paths, e2e, items, report
 from bench.items import Env, Sizes, Uploader, progress
 from bench.servers import bench_stack
 
@@ -80,6 +80,11 @@ def measure(sizes: Sizes, log_dir: Path) -> dict[str, Any]:
             },
             "on_data_object": {"per_event": objects.per(sizes.counted_events)},
         }
+        progress(
+            f"item 2: the chain functions, {sizes.chain_events} events each, in-process with "
+            f"{HOT_CONCURRENCY} threads over the emulators' ledger and Pub/Sub and fake Google services"
+        )
+        results["hot_path"].update(chain_paths.measure(sizes.chain_events, HOT_CONCURRENCY, progress))
 
         progress("item 3: burst — object-finalized events for one dataset through the host")
         main_senders = 10 if 10 in sizes.senders else sizes.senders[-1]

@@ -54,10 +54,13 @@ class Sizes:
     run_tiers: tuple[int, ...] = (10, 1000)
     cold_functions: tuple[str, ...] = ()  # empty: every entry point of main.py
     end_to_end: bool = True  # item 4 (the whole stack, about 40 s)
+    chain_events: int = 100  # item 2, per chain function (bench/chain_paths.py): about 25 s for the six
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(1, 60, 60, 20, 3, 20, (1, 4), (5, 20), (5, 20), (10, 50), ("notify",), False)
+        return cls(
+            1, 60, 60, 20, 3, 20, (1, 4), (5, 20), (5, 20), (10, 50), ("notify",), False, chain_events=5
+        )
 
     @classmethod
     def full(cls) -> Sizes:

@@ -492,7 +492,10 @@ class FirestoreLedger:
 
         def attempt(budget: _Budget) -> Run | None:
             snapshot = ref.get(retry=None, timeout=budget.left())
-            return self._assemble(snapshot, budget) if snapshot.exists else None
+            if not snapshot.exists:
+                return None
+            self._know_run(run_id)  # a step recorded on it next needs no existence read
+            return self._assemble(snapshot, budget)
 
         return self._within("reading a run", timeout, attempt)
 

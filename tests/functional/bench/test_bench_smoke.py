@@ -68,6 +68,19 @@ def test_quick_bench_reports_every_item_and_leaves_nothing_running(tmp_path: Pat
     assert results["cold_start"]["functions"]["notify"]["ratio"] > 0
     notify = results["hot_path"]["notify"]
     assert notify["per_event"]["writes"] > 0 and notify["host"]["rate"] > 0 and notify["push"]["rate"] > 0
+    for name in (
+        "on_build_status",
+        "start_training",
+        "on_training_state",
+        "on_drift_alert",
+        "on_approval",
+        "start_rollout",
+    ):  # measured in-process, each event's effect checked after the window
+        chain = results["hot_path"][name]
+        assert chain["in_process"]["rate"] > 0 and chain["per_event"]["writes"] > 0, name
+        assert chain["in_process"]["events"] == 5 and chain["in_process"]["vs_ceiling"] > 0, name
+        assert f"{name} in-process vs ledger ceiling" in table, name
+    assert results["hot_path"]["on_drift_alert"]["in_process_shared_run"]["rate"] > 0  # the alert storm
     assert results["burst"]["training_runs"] == 1  # the burst became exactly one training run
     assert [tier["finished_runs"] for tier in results["scale"]["runs"]] == [10, 50]
     assert sorted(path.name for path in (tmp_path / "charts").iterdir()) == [

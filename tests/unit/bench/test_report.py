@@ -161,3 +161,66 @@ def test_end_to_end_rows_and_the_stage_chart(tmp_path: Path) -> None:
     chart = ElementTree.parse(tmp_path / "charts" / "end-to-end.svg").getroot()
     texts = [element.text or "" for element in chart.iter("{http://www.w3.org/2000/svg}text")]
     assert "image built" in texts and "split served (read back)" in texts  # labels as given
+
+
+def with_chain(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with two chain functions measured in-process, one of them also on one shared run."""
+    results["hot_path"]["on_build_status"] = {
+        "path": "in-process, 8 threads, fake Google ports",
+        "per_event": {"reads": 3.0, "writes": 4.0, "round_trips": 7.0},
+        "in_process": {"events": 100, "concurrency": 8, "rate": 120.0},
+        "one_run": "not measured: a run builds each image once",
+    }
+    results["hot_path"]["on_drift_alert"] = {
+        "path": "in-process, 8 threads, fake Google ports",
+        "per_event": {"reads": 3.0, "writes": 5.0, "round_trips": 8.0},
+        "per_event_shared_run": {"reads": 2.0, "writes": 3.0, "round_trips": 5.0},
+        "in_process": {"events": 100, "concurrency": 8, "rate": 150.0},
+        "in_process_shared_run": {"events": 100, "concurrency": 8, "rate": 160.0},
+    }
+    return results
+
+
+def test_a_chain_function_is_held_against_the_ceiling_of_its_own_writes() -> None:
+    results = report.with_ratios(with_chain(synthetic()))
+    builds = results["hot_path"]["on_build_status"]
+    assert builds["ceiling"] == 300.0  # 1,200 creates/s over 4 writes an event
+    assert builds["in_process"]["vs_ceiling"] == pytest.approx(0.4)
+    assert builds["in_process"]["vs_bare"] == pytest.approx(0.15)
+    drift = results["hot_path"]["on_drift_alert"]
+    assert drift["ceiling"] == 240.0 and drift["ceiling_shared_run"] == 400.0  # 3 writes when suppressed
+    assert drift["in_process"]["vs_ceiling"] == pytest.approx(0.625)
+    assert drift["in_process_shared_run"]["vs_ceiling"] == pytest.approx(0.4)
+    assert results["hot_path"]["notify"]["host_shared_run"]["vs_ceiling"] == pytest.approx(0.45)
+
+
+def test_the_table_has_a_row_per_chain_function_with_its_counts_rate_and_verdict() -> None:
+    lines = report.table(report.with_ratios(with_chain(synthetic()))).splitlines()
+    builds = [line for line in lines if "on_build_status" in line]
+    assert len(builds) == 1  # no one-run row: that variant was not measured
+    [row] = builds
+    assert row.startswith("2 hot path") and "in-process vs ledger ceiling" in row
+    assert "120/s; per event 3 reads, 4 writes, 7 round trips" in row
+    assert "ceiling 300/s" in row and "0.40x" in row and row.rstrip().endswith("NO")
+    drift = next(line for line in lines if "on_drift_alert in-process vs" in line)
+    assert "0.62x" in drift and drift.rstrip().endswith("yes")
+    shared = next(line for line in lines if "on_drift_alert in-process, one run" in line)
+    assert "2 reads, 3 writes" in shared and "ceiling 400/s" in shared and shared.rstrip().endswith("NO")
+
+
+def test_the_hot_path_chart_draws_each_chain_function_beside_its_ceilings(tmp_path: Path) -> None:
+    report.write(report.with_ratios(with_chain(synthetic())), tmp_path / "results.json", tmp_path / "charts")
+    chart = ElementTree.parse(tmp_path / "charts" / "hot-path.svg").getroot()
+    texts = [element.text or "" for element in chart.iter("{http://www.w3.org/2000/svg}text")]
+    for label in (
+        "on_build_status: ledger ceiling",
+        "on_build_status: in-process",
+        "on_drift_alert: in-process",
+        "on_drift_alert: ceiling, one run",
+        "on_drift_alert: in-process, one run",
+    ):
+        assert label in texts, label
+    assert "120/s (0.40x ceiling)" in texts and "160/s (0.40x ceiling)" in texts
+    bad = [rect for rect in chart.iter("{http://www.w3.org/2000/svg}rect") if rect.get("fill") == "#e15759"]
+    # Under 0.5x of their ceilings: notify's one-run and push figures, on_build_status, drift's one run.
+    assert len(bad) == 4
