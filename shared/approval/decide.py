@@ -60,6 +60,9 @@ from shared.steps import Effect, Emit, Outcome, Step, StepContext, raise_for_ret
 
 DECIDED = "approval:decided"  # the step's name on the run (the status page reads it)
 SERVER_IMAGE_STEP = "image:server"
+#: The steps of the candidate's run a decision reads: an earlier decision, the registered candidate, and the
+#: server image its push built.
+RUN_STEPS_READ = (DECIDED, REGISTERED, SERVER_IMAGE_STEP)
 REJECTED_ALIAS = "rejected"
 #: A port or ledger call's share of the invocation deadline.
 CALL_SECONDS = 5.0
@@ -190,7 +193,8 @@ def _candidate(runtime: Runtime, decision: ApprovalDecision) -> tuple[ModelVersi
             f"version {decision.version} of {decision.model} is not run {decision.run_id}'s candidate"
             + (f" (it is run {owner}'s)" if owner else ""),
         )
-    run = runtime.ledger.get_run(decision.run_id, timeout=_timeout())
+    # Only the steps a decision reads (a run has a dozen, each a read and larger than the run itself).
+    run = runtime.ledger.get_run(decision.run_id, steps=RUN_STEPS_READ, timeout=_timeout())
     if run is None:
         raise DecisionRefused(Refusal.UNKNOWN, f"no run {decision.run_id} in the ledger")
     return version, run

@@ -103,7 +103,10 @@ def _timeout() -> float:
 
 
 def read_lease(runtime: Runtime, service: str) -> Lease:
-    doc = runtime.ledger.get_doc(ROLLOUTS, service, timeout=_timeout())
+    return _lease_of(runtime.ledger.get_doc(ROLLOUTS, service, timeout=_timeout()))
+
+
+def _lease_of(doc: StoredDoc | None) -> Lease:
     if doc is None:
         return Lease(None, None, (), None)
     current = doc.data.get("current")
@@ -116,8 +119,9 @@ def read_lease(runtime: Runtime, service: str) -> Lease:
     )
 
 
-def _write(runtime: Runtime, lease: Lease, rollout: Rollout, superseded: Rollout | None = None) -> None:
-    """The new state, compare-and-set against what was read (DocConflictError: another writer won)."""
+def _write(runtime: Runtime, lease: Lease, rollout: Rollout, superseded: Rollout | None = None) -> Lease:
+    """The new state, compare-and-set against what was read (DocConflictError: another writer won); the lease
+    as written, so the writer goes on without reading it back."""
     history = list(lease.history)
     if rollout.run_id not in history:
         history = [*history, rollout.run_id][-HISTORY:]
@@ -131,13 +135,15 @@ def _write(runtime: Runtime, lease: Lease, rollout: Rollout, superseded: Rollout
         "history": history,
         "superseded": old.to_json() if old is not None else None,
     }
-    runtime.ledger.put_doc(
-        ROLLOUTS,
-        rollout.service,
-        data,
-        create_only=lease.doc is None,
-        expect_version=lease.version,
-        timeout=_timeout(),
+    return _lease_of(
+        runtime.ledger.put_doc(
+            ROLLOUTS,
+            rollout.service,
+            data,
+            create_only=lease.doc is None,
+            expect_version=lease.version,
+            timeout=_timeout(),
+        )
     )
 
 
@@ -202,15 +208,15 @@ def start(runtime: Runtime, run_id: str, request: RolloutRequested, now: datetim
             entered_at=now,
         )
         try:
-            _write(runtime, lease, fresh, superseded)
+            written = _write(runtime, lease, fresh, superseded)
         except DocConflictError:
             if attempt == LEASE_ATTEMPTS:
                 raise
             continue
         if superseded is not None:
-            _announce_superseded(runtime, read_lease(runtime, spec.name), run_id)
+            _announce_superseded(runtime, written, run_id)
             _finish_run(runtime, superseded)
-        advance_service(runtime, spec.name, now)
+        advance_service(runtime, spec.name, now, written)
         return f"started on {spec.name}" + (f", superseding run {superseded.run_id}" if superseded else "")
     raise TransientError(f"the lease of service {spec.name} is contended; retry")  # pragma: no cover
 
@@ -260,10 +266,11 @@ def tick(runtime: Runtime, now: datetime) -> list[str]:
     return emitted
 
 
-def advance_service(runtime: Runtime, name: str, now: datetime) -> str:
-    """One decision for the service's active rollout; what it did ("" when nothing changed)."""
+def advance_service(runtime: Runtime, name: str, now: datetime, lease: Lease | None = None) -> str:
+    """One decision for the service's active rollout; what it did ("" when nothing changed). ``lease``: the
+    lease as this caller just wrote it (else it is read)."""
     spec = require_service(runtime, name)
-    lease = read_lease(runtime, name)
+    lease = lease if lease is not None else read_lease(runtime, name)
     rollout = lease.rollout
     if rollout is None or not rollout.active:
         return ""

@@ -55,7 +55,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -486,11 +486,17 @@ class FirestoreLedger:
             raise RunNotFoundError(run_id)
         self._know_run(run_id)
 
-    def get_run(self, run_id: str, *, timeout: float | None = None) -> Run | None:
+    def get_run(
+        self, run_id: str, *, steps: Collection[str] | None = None, timeout: float | None = None
+    ) -> Run | None:
         rules.check_name("run id", run_id)
+        for name in steps or ():
+            rules.check_name("step name", name)
         ref = self._run_ref(run_id)
 
         def attempt(budget: _Budget) -> Run | None:
+            if steps is not None:
+                return self._partial_run(run_id, ref, steps, budget)
             snapshot = ref.get(retry=None, timeout=budget.left())
             if not snapshot.exists:
                 return None
@@ -498,6 +504,23 @@ class FirestoreLedger:
             return self._assemble(snapshot, budget)
 
         return self._within("reading a run", timeout, attempt)
+
+    def _partial_run(
+        self, run_id: str, ref: DocumentReference, names: Collection[str], budget: _Budget
+    ) -> Run | None:
+        """The run document and the named step documents in one batch read."""
+        step_refs = [ref.collection(_STEPS).document(rules.doc_id(name)) for name in sorted(set(names))]
+        found = {
+            snapshot.reference.path: snapshot
+            for snapshot in self._client.get_all([ref, *step_refs], retry=None, timeout=budget.left())
+        }
+        run = found.get(ref.path)
+        if run is None or not run.exists:
+            return None
+        self._know_run(run_id)
+        recorded = (found.get(step_ref.path) for step_ref in step_refs)
+        chosen = (_step_from_doc(_fields(item)) for item in recorded if item is not None and item.exists)
+        return _run_from_doc(_fields(run), tuple(sorted(chosen, key=rules.step_sort_key)))
 
     def list_runs(
         self, status: RunStatus | None = None, limit: int = 50, *, timeout: float | None = None

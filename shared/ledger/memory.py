@@ -13,7 +13,7 @@ version is never reused (a document deleted and written again cannot match an ol
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -144,10 +144,12 @@ class InMemoryLedger:
                 steps[step] = updated
             return _copy_step(steps[step])
 
-    def get_run(self, run_id: str, *, timeout: float | None = None) -> Run | None:
+    def get_run(
+        self, run_id: str, *, steps: Collection[str] | None = None, timeout: float | None = None
+    ) -> Run | None:
         rules.check_name("run id", run_id)
         with self._lock:
-            return self._assemble(run_id) if run_id in self._runs else None
+            return self._assemble(run_id, steps) if run_id in self._runs else None
 
     def list_runs(
         self, status: RunStatus | None = None, limit: int = 50, *, timeout: float | None = None
@@ -172,9 +174,12 @@ class InMemoryLedger:
                 self._runs[run_id] = updated
             return self._assemble(run_id)
 
-    def _assemble(self, run_id: str) -> Run:
+    def _assemble(self, run_id: str, names: Collection[str] | None = None) -> Run:
         run = self._runs[run_id]
-        steps = sorted(self._steps[run_id].values(), key=rules.step_sort_key)
+        recorded = self._steps[run_id].values()
+        steps = sorted(
+            (step for step in recorded if names is None or step.name in names), key=rules.step_sort_key
+        )
         return replace(
             run,
             cause=_copy(run.cause),

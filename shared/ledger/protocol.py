@@ -124,7 +124,7 @@ an outage surfaces as a transient error within the timeout, never as a hang.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from shared.ledger.model import (
@@ -204,8 +204,12 @@ class Ledger(Protocol):
         :class:`~shared.ledger.errors.RunNotFoundError` when the run was never started."""
         ...
 
-    def get_run(self, run_id: str, *, timeout: float | None = None) -> Run | None:
-        """The run with its steps ordered by ``started_at`` (then name); None when unknown."""
+    def get_run(
+        self, run_id: str, *, steps: Collection[str] | None = None, timeout: float | None = None
+    ) -> Run | None:
+        """The run with its steps ordered by ``started_at`` (then name); None when unknown. ``steps``: read
+        only the steps of these names (those recorded): one round trip and a read per name, where a whole
+        run is two round trips and a read per step."""
         ...
 
     def list_runs(

@@ -454,6 +454,30 @@ class LedgerContract:
         assert sorted(step.name for step in run.steps) == sorted(names)
         assert all(step.detail == {"name": step.name} for step in run.steps)
 
+    def test_a_run_read_with_named_steps_holds_only_those_recorded(
+        self, ledger: Ledger, clock: FakeClock
+    ) -> None:
+        ledger.start_run("run-1", {"why": "test"}, {"team": "ml"})
+        for name in ("build", "canary 10%", "a/b", "deploy"):
+            clock.advance(1)
+            ledger.record_step("run-1", name, StepStatus.SUCCEEDED, {"name": name})
+        whole = ledger.get_run("run-1")
+
+        some = ledger.get_run("run-1", steps=["deploy", "a/b", "never recorded"])
+
+        assert whole is not None and some is not None
+        assert [step.name for step in some.steps] == ["a/b", "deploy"]  # in recorded order, like a whole run
+        assert some.steps == tuple(step for step in whole.steps if step.name in ("a/b", "deploy"))
+        assert (some.run_id, some.status, some.cause, some.labels) == (
+            "run-1",
+            whole.status,
+            whole.cause,
+            whole.labels,
+        )
+        empty = ledger.get_run("run-1", steps=[])
+        assert empty is not None and empty.steps == ()
+        assert ledger.get_run("nope", steps=["build"]) is None
+
     def test_concurrent_step_records_all_land(self, ledger: Ledger) -> None:
         ledger.start_run("run-1", {})
 
