@@ -36,7 +36,7 @@ def measure(sizes: Sizes, log_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine()}
     began = time.perf_counter()
     with bench_stack(progress) as state:
-        env = Env(state.env, log_dir)
+        env = Env(state.env, log_dir, {name: part.pid for name, part in state.components.items()})
         uploads = Uploader(env)
         progress("baselines: the Firestore emulator's raw create rate, the bare function on the host")
         raw = items.firestore_raw_creates(sizes.raw_creates, HOT_CONCURRENCY)

@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import requests
 
 from bench import load
 from bench.counting import Counts, counted_firestore
+from bench.cpu import metered
 from bench.servers import BARE, PROJECT, cold_start, post_json
 from emulators.stack import ROOT
 
@@ -70,7 +71,8 @@ class Sizes:
 class Env:
     """Where the servers of this run are (read from the applied stack variables)."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, groups: Mapping[str, int] | None = None) -> None:
+        self.groups = dict(groups or {})  # component name -> its process group (CPU accounting)
         self.functions = env["FUNCTIONS_URL"].rstrip("/")
         self.sink = env["WEBHOOK_SINK_URL"].rstrip("/")
         self.storage = env["STORAGE_EMULATOR_HOST"].rstrip("/")
@@ -239,7 +241,8 @@ def _counted(target: str, items: Sequence[load.Request]) -> Counts:
 def notify_via_host(env: Env, events: int, concurrency: int, shared_run: bool) -> JsonObject:
     tag = f"host-{uuid.uuid4().hex[:8]}"
     items = load.notification_pushes(NOTIFY_PATH, events, tag, shared_run, PROJECT)
-    sent = load.send_all(env.functions, items, concurrency, redeliver=True)
+    with metered(env.groups) as meter:
+        sent = load.send_all(env.functions, items, concurrency, redeliver=True)
     if not sent.ok:
         raise RuntimeError(f"notify answered {sent.statuses}")
     return {
@@ -249,6 +252,8 @@ def notify_via_host(env: Env, events: int, concurrency: int, shared_run: bool) -
         "seconds": sent.seconds,
         "rate": sent.rate,
         "redelivered": sent.redelivered,
+        "cpu_ms_per_event": meter.per_event_ms(events),
+        "busy_cores": meter.busy_cores(),
     }
 
 
@@ -396,7 +401,8 @@ def burst(env: Env, uploads: Uploader, objects: int, concurrency: int) -> JsonOb
     resources = uploads(objects)
     items = [load.storage_event(resource, "/on_data_object") for resource in resources]
     before = data_runs()  # a full batch is closed by the burst's last event itself
-    sent = load.send_all(env.functions, items, concurrency, redeliver=True)
+    with metered(env.groups) as meter:
+        sent = load.send_all(env.functions, items, concurrency, redeliver=True)
     if not sent.ok:
         raise RuntimeError(f"on_data_object answered {sent.statuses}")
     runs = close_batches(before)
@@ -408,6 +414,8 @@ def burst(env: Env, uploads: Uploader, objects: int, concurrency: int) -> JsonOb
         "training_runs": len(runs),
         "runs": sorted(runs),
         "redelivered": sent.redelivered,
+        "cpu_ms_per_event": meter.per_event_ms(objects),
+        "busy_cores": meter.busy_cores(),
     }
 
 
