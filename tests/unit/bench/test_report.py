@@ -14,6 +14,8 @@ from bench.counting import Counts
 
 pytestmark = pytest.mark.unit
 
+SVG = "{http://www.w3.org/2000/svg}"
+
 
 def synthetic() -> dict[str, Any]:
     return {
@@ -137,6 +139,50 @@ def test_counts_per_event() -> None:
     assert counts.per(10) == {"reads": 2.0, "writes": 6.0, "round_trips": 8.0}
 
 
+def stages(*steps: tuple[str, float]) -> list[dict[str, Any]]:
+    """A push's stages as bench/e2e.py records them: each stage's seconds and when it ended."""
+    out, at = [], 0.0
+    for name, seconds in steps:
+        at += seconds
+        out.append({"name": name, "seconds": seconds, "at": round(at, 6)})
+    return out
+
+
+def measured_end_to_end() -> dict[str, Any]:
+    """Item 4 as measured with both pushes: the first on cold function instances, the second on warm ones."""
+    return {
+        "measured": True,
+        "tick_seconds": 0.25,
+        "push_to_canary_seconds": 5.7,
+        "push_to_canary_ticks": 13,
+        "stages": stages(
+            ("build started", 0.13),
+            ("image built", 0.53),
+            ("rollout requested", 1.32),
+            ("candidate at 0%", 0.33),
+            ("ready, smoke passed", 3.39),
+            ("split served", 0.0),
+        ),
+        "warm_push_to_canary_seconds": 4.2,
+        "warm_push_to_canary_ticks": 9,
+        "warm_stages": stages(
+            ("build started", 0.05),
+            ("image built", 0.3),
+            ("rollout requested", 0.35),
+            ("candidate at 0%", 0.2),
+            ("ready, smoke passed", 3.28),
+            ("split served", 0.02),
+        ),
+        "rollback_seconds": 0.02,
+        "rollback_ticks": 0,
+        "failing_analysis": "candidate 5xx 50.0% > 5.0%",
+    }
+
+
+def svg_texts(root: ElementTree.Element) -> list[str]:
+    return [element.text or "" for element in root.iter(f"{SVG}text")]
+
+
 def test_end_to_end_rows_and_the_stage_chart(tmp_path: Path) -> None:
     results = synthetic()
     results["end_to_end"] = {
@@ -151,16 +197,101 @@ def test_end_to_end_rows_and_the_stage_chart(tmp_path: Path) -> None:
             {"name": "image built", "seconds": 3.0, "at": 3.0},
             {"name": "split served (read back)", "seconds": 3.1, "at": 6.1},
         ],
-    }
+    }  # an older run's results: one push, and no stage named for the revision's start
     lines = report.table(report.with_ratios(results)).splitlines()
-    push = next(line for line in lines if "signed push → candidate taking traffic" in line)
+    push = next(line for line in lines if "signed push → canary, first push (cold functions)" in line)
     assert "6.1 s, 13 ticks" in push and "3.05x" in push and push.rstrip().endswith("NO")
+    assert not any("second push" in line or "own part" in line for line in lines)
     back = next(line for line in lines if "failing analysis → traffic on stable" in line)
     assert "0 ticks" in back and back.rstrip().endswith("yes")
     report.write(report.with_ratios(results), tmp_path / "results.json", tmp_path / "charts")
-    chart = ElementTree.parse(tmp_path / "charts" / "end-to-end.svg").getroot()
-    texts = [element.text or "" for element in chart.iter("{http://www.w3.org/2000/svg}text")]
+    texts = svg_texts(ElementTree.parse(tmp_path / "charts" / "end-to-end.svg").getroot())
     assert "image built" in texts and "split served (read back)" in texts  # labels as given
+    assert "First push (cold functions)" in texts and "Second push (warm functions)" not in texts
+
+
+def test_each_push_has_its_row_and_its_pipelines_own_part_against_the_goal() -> None:
+    results = synthetic()
+    results["end_to_end"] = measured_end_to_end()
+    lines = report.table(report.with_ratios(results)).splitlines()
+    item4 = [line for line in lines if line.startswith("4 end to end")]
+    assert len(item4) == 5  # two pushes, each with its own part, and the rollback
+    cold = next(line for line in item4 if "signed push → canary, first push (cold functions)" in line)
+    assert "5.7 s, 13 ticks" in cold and "2.85x" in cold and cold.rstrip().endswith("NO")
+    cold_own = next(
+        line for line in item4 if "first push, pipeline's own part (revision start excluded)" in line
+    )
+    # 5.7 s less the 3.39 s of "ready, smoke passed": 2.31 s, over the goal of 2 s
+    assert "2.3 s (5.7 s less 3.4 s ready, smoke passed)" in cold_own
+    assert "1.16x" in cold_own and cold_own.rstrip().endswith("NO")
+    warm = next(line for line in item4 if "signed push → canary, second push (warm functions)" in line)
+    assert "4.2 s, 9 ticks" in warm and "2.10x" in warm and warm.rstrip().endswith("NO")
+    warm_own = next(line for line in item4 if "second push, pipeline's own part" in line)
+    assert "0.9 s (4.2 s less 3.3 s" in warm_own and "0.46x" in warm_own and warm_own.rstrip().endswith("yes")
+    assert "goal 2 s" in warm_own
+
+
+def test_the_pipelines_own_part_is_in_results_json(tmp_path: Path) -> None:
+    results = synthetic()
+    results["end_to_end"] = measured_end_to_end()
+    report.write(report.with_ratios(results), tmp_path / "results.json", tmp_path / "charts")
+    e2e = json.loads((tmp_path / "results.json").read_text())["end_to_end"]
+    assert e2e["push_to_canary_pipeline_seconds"] == pytest.approx(5.7 - 3.39)
+    assert e2e["warm_push_to_canary_pipeline_seconds"] == pytest.approx(4.2 - 3.28)
+
+
+def test_results_without_the_second_push_keep_their_rows_and_gain_no_warm_figures() -> None:
+    results = synthetic()
+    e2e = measured_end_to_end()
+    for key in ("warm_push_to_canary_seconds", "warm_push_to_canary_ticks", "warm_stages"):
+        del e2e[key]
+    results["end_to_end"] = e2e
+    report.with_ratios(results)
+    assert "warm_push_to_canary_pipeline_seconds" not in e2e
+    assert e2e["push_to_canary_pipeline_seconds"] == pytest.approx(2.31)
+    lines = [line for line in report.table(results).splitlines() if line.startswith("4 end to end")]
+    assert len(lines) == 3 and not any("second push" in line for line in lines)
+    root = ElementTree.fromstring(report.charts(results)["end-to-end.svg"])
+    assert svg_texts(root).count("build started") == 1
+
+
+def test_the_end_to_end_chart_draws_both_pushes_stage_after_stage() -> None:
+    results = synthetic()
+    results["end_to_end"] = measured_end_to_end()
+    root = ElementTree.fromstring(report.charts(report.with_ratios(results))["end-to-end.svg"])
+    texts = svg_texts(root)
+    assert "First push (cold functions)" in texts and "Second push (warm functions)" in texts
+    for name in ("build started", "image built", "candidate at 0%", "ready, smoke passed", "split served"):
+        assert texts.count(name) == 2, name
+    assert texts.count("push → canary") == 2 and texts.count("pipeline's own part") == 2
+    assert "2.31 s (without the revision's start)" in texts and "4.20 s, 9 ticks" in texts
+    bars = list(root.iter(f"{SVG}rect"))[1:]
+    assert len(bars) == 2 * (6 + 2)  # every stage of each push, then its total and its own part
+    built, requested = bars[1], bars[2]
+    # A stage's bar begins where the stage before it ended: a waterfall, not bars all from zero.
+    assert float(requested.get("x", 0)) == pytest.approx(
+        float(built.get("x", 0)) + float(built.get("width", 0)), abs=0.2
+    )
+    fills = [rect.get("fill") for rect in bars]
+    assert fills[4] == "#9c9c9c" and fills[8 + 4] == "#9c9c9c"  # the revision's start: not the pipeline's
+    assert fills[6:8] == ["#e15759", "#e15759"]  # first push: 5.7 s and 2.31 s, both over 2 s
+    assert fills[8 + 6 : 8 + 8] == ["#e15759", "#4e79a7"]  # second: 4.2 s over, its own 0.92 s within
+    line = next(root.iter(f"{SVG}line"))
+    peak = max(float(rect.get("x", 0)) + float(rect.get("width", 0)) for rect in bars)
+    left = min(float(rect.get("x", 0)) for rect in bars)
+    assert float(line.get("x1", 0)) == pytest.approx(left + (peak - left) * 2.0 / 5.7, abs=0.5)
+
+
+def test_long_labels_and_values_widen_the_chart_instead_of_leaving_it() -> None:
+    label, text = "a label far longer than the usual column holds, " * 2, "a value note just as long " * 3
+    root = ElementTree.fromstring(
+        report.bar_chart("t", "s", [report.Bar(label, 10.0, text), report.Bar("b", 5.0, "5")], "u")
+    )
+    width = float(root.get("width", 0))
+    [rect] = [rect for rect in root.iter(f"{SVG}rect")][1:2]
+    left = float(rect.get("x", 0))
+    assert left - 8 >= report.text_width(label)  # the label, right-aligned before the bars, starts inside
+    assert left + 440 + 6 + report.text_width(text) <= width  # the value after the longest bar ends inside
 
 
 def with_chain(results: dict[str, Any]) -> dict[str, Any]:
@@ -224,3 +355,24 @@ def test_the_hot_path_chart_draws_each_chain_function_beside_its_ceilings(tmp_pa
     bad = [rect for rect in chart.iter("{http://www.w3.org/2000/svg}rect") if rect.get("fill") == "#e15759"]
     # Under 0.5x of their ceilings: notify's one-run and push figures, on_build_status, drift's one run.
     assert len(bad) == 4
+
+
+def test_where_the_cores_went_is_a_row_under_its_figure() -> None:
+    results = synthetic()
+    results["burst"]["cpu_ms_per_event"] = {
+        "functions": 10.4,
+        "firestore": 14.2,
+        "storage": 1.6,
+        "pubsub": 0.01,
+        "bench (senders)": 1.9,
+        "total": 28.11,
+    }
+    results["burst"]["busy_cores"] = 1.62
+    lines = report.table(report.with_ratios(results)).splitlines()
+    burst = next(index for index, line in enumerate(lines) if line.startswith("3 burst"))
+    cpu = lines[burst + 1]
+    assert cpu.startswith("3 burst") and "CPU ms per event" in cpu
+    assert "Firestore 14.2 + host 10.4 + bench (senders) 1.9 + storage 1.6" in cpu  # largest first
+    assert "Pub/Sub" not in cpu  # under 0.05 ms: noise
+    assert "28.1 ms; 1.62 cores busy" in cpu
+    assert not any("CPU ms" in line for line in lines if line.startswith("2 hot path"))  # not measured there
