@@ -134,7 +134,7 @@ def handle_object(runtime: Runtime, obj: StorageObject, *, causation_id: str = "
         log.info("object outside every dataset, ignored", object=obj.uri, generation=obj.generation)
         return "ignored"
     schema = schema_for(dataset)  # before the step: a broken schema is a config rejection, not a failed step
-    admitted = _admit_at_once(runtime, obj, dataset, schema)
+    admitted, checked = _admit_at_once(runtime, obj, dataset, schema)
     if admitted is not None:
         _close_if_full(runtime, dataset)
         log.info(
@@ -154,7 +154,7 @@ def handle_object(runtime: Runtime, obj: StorageObject, *, causation_id: str = "
             "generation": obj.generation,
             "dataset": dataset.name,
         },
-        effect=functools.partial(_admit_or_quarantine, runtime, obj, dataset, schema),
+        effect=functools.partial(_admit_or_quarantine, runtime, obj, dataset, schema, checked),
         name="data:object",
         causation_id=causation_id,
     )
@@ -180,10 +180,11 @@ def handle_object(runtime: Runtime, obj: StorageObject, *, causation_id: str = "
 
 def _admit_at_once(
     runtime: Runtime, obj: StorageObject, dataset: DatasetSpec, schema: DataSchema
-) -> bool | None:
+) -> tuple[bool | None, Report | None]:
     """A valid object's one write: its member document, create-only (True: written now; False: a delivery
     before this one wrote it). ``None``: the object needs the step (invalid, too large, gone, or unreadable
-    just now), which moves it to quarantine or records what happened, once.
+    just now), which moves it to quarantine or records what happened, once; with it, the report of an object
+    read and found invalid here, so the step does not read and check it again.
 
     The member document is the valid object's idempotency record: it is keyed by the object version, written
     create-only and never deleted (training reads the members; batching marks them), so a redelivery, early
@@ -191,16 +192,17 @@ def _admit_at_once(
     write instead of three.
     """
     if obj.size > LIMITS.max_bytes:
-        return None
+        return None, None
     deadline = deadlines.current()
     try:
         data = runtime.ports.objects.read_bytes(
             obj.bucket, obj.name, generation=obj.generation, timeout=deadline.timeout(OBJECT_SECONDS)
         )
     except PipelineError:  # gone, or a failure the step retries and records: the step decides
-        return None
-    if not validate(data, obj.name, schema, LIMITS).valid:
-        return None
+        return None, None
+    report = validate(data, obj.name, schema, LIMITS)
+    if not report.valid:
+        return None, report
     document = member_document(dataset.name, obj.bucket, obj.name, obj.generation, runtime.clock())
     try:
         runtime.ledger.put_doc(
@@ -211,13 +213,20 @@ def _admit_at_once(
             timeout=deadline.timeout(LEDGER_SECONDS),
         )
     except DocConflictError:
-        return False
-    return True
+        return False, None
+    return True, None
 
 
 def _admit_or_quarantine(
-    runtime: Runtime, obj: StorageObject, dataset: DatasetSpec, schema: DataSchema, context: StepContext
+    runtime: Runtime,
+    obj: StorageObject,
+    dataset: DatasetSpec,
+    schema: DataSchema,
+    checked: Report | None,
+    context: StepContext,
 ) -> Effect:
+    """The step of an object that is not simply valid; ``checked``: its report, when this delivery has just
+    read and validated that generation."""
     objects = runtime.ports.objects
     if context.attempt > 1:
         # An earlier attempt may have admitted it before crashing (and the object may be gone since).
@@ -228,6 +237,8 @@ def _admit_or_quarantine(
         # The event says how large it is: refuse before downloading anything.
         failure = Failure("size", None, f"{obj.size} bytes, at most {LIMITS.max_bytes} are checked")
         report = Report(obj.name, schema.name, None, None, (failure,))
+    elif checked is not None:
+        report = checked  # this generation's content, read and checked by this delivery a moment ago
     else:
         data = _read(objects, obj, context)
         if data is None:

@@ -14,7 +14,7 @@ from functions.on_data_object import handle
 from shared.chain import data as data_chain
 from shared.chain.data import BATCHES, MEMBERS, close_due_batches
 from shared.errors import TransientError
-from shared.events import CloudEventInfo
+from shared.events import CloudEventInfo, storage_object
 from shared.ledger import RunStatus
 from shared.training.batching import member_id
 from tests.functional.chain.data_support import (
@@ -329,3 +329,25 @@ def test_an_event_older_than_max_age_is_recorded_as_expired(app: Any) -> None:
         [rejected] = w.ledger.list_rejected()
         assert rejected.reason == "expired" and rejected.source.startswith("on_data_object:")
         assert pending(w) == []
+
+
+def test_a_valid_object_is_one_member_write_and_a_redelivery_writes_nothing(app: Any) -> None:
+    with world() as w:
+        body = upload(w, "churn/one.csv", valid_csv())
+        assert deliver_object(app, body).status_code == 200
+        doc_id = member_id(DATA, "churn/one.csv", int(body["generation"]))
+        first = w.ledger.get_doc(MEMBERS, doc_id)
+        assert first is not None and first.data["batched"] is False
+        # No step: the member document, create-only, is the object's idempotency record.
+        assert w.ledger.get(data_chain.object_key(storage_object(body))) is None
+        assert deliver_object(app, body).status_code == 200  # redelivered
+        again = w.ledger.get_doc(MEMBERS, doc_id)
+        assert again is not None and again.version == first.version  # untouched
+        assert w.ports.objects.faults.calls["read_bytes"] == 2  # each delivery validates what it reads
+
+
+def test_an_invalid_object_is_read_and_validated_once_per_delivery(app: Any) -> None:
+    with world() as w:
+        assert deliver_object(app, upload(w, "churn/bad.csv", invalid_csv())).status_code == 200
+        assert w.ports.objects.faults.calls["read_bytes"] == 1
+        assert w.ports.objects.stat(DATA, "quarantine/churn/bad.csv") is not None
