@@ -137,15 +137,7 @@ def handle_object(runtime: Runtime, obj: StorageObject, *, causation_id: str = "
     admitted, checked = _admit_at_once(runtime, obj, dataset, schema)
     if admitted is not None:
         _close_if_full(runtime, dataset)
-        log.info(
-            "data object handled",
-            object=obj.uri,
-            generation=obj.generation,
-            dataset=dataset.name,
-            outcome="member",
-            duplicate=not admitted,
-        )
-        return "member"
+        return _handled(obj, dataset, "member", duplicate=not admitted)
     step = Step(
         key=object_key(obj),
         payload={
@@ -167,13 +159,17 @@ def handle_object(runtime: Runtime, obj: StorageObject, *, causation_id: str = "
         _announce_quarantine(runtime, obj, dataset, result.result, causation_id)
     elif outcome == "member":
         _close_if_full(runtime, dataset)
+    return _handled(obj, dataset, outcome, duplicate=result.outcome is Outcome.DUPLICATE)
+
+
+def _handled(obj: StorageObject, dataset: DatasetSpec, outcome: str, *, duplicate: bool) -> str:
     log.info(
         "data object handled",
         object=obj.uri,
         generation=obj.generation,
         dataset=dataset.name,
         outcome=outcome,
-        duplicate=result.outcome is Outcome.DUPLICATE,
+        duplicate=duplicate,
     )
     return outcome
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,11 @@ import numpy
 import pytest
 
 from bench import report
+from tests.chromium import CHROMIUM, screenshot
 from tests.unit.bench.test_report import measured_end_to_end, synthetic, with_chain
 
 pytestmark = pytest.mark.functional
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path("/tmp/bench-chart-shots")
 SVG = "{http://www.w3.org/2000/svg}"
 PAD = 40  # page background around the chart on every side
@@ -172,28 +171,6 @@ def texts(root: ElementTree.Element) -> list[Text]:
     return out
 
 
-def screenshot(page: Path, png: Path, profile: Path, width: int, height: int) -> None:
-    """Chromium's own flags for a quiet, offline, one-shot screenshot (no sandbox: tests may run as root)."""
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--force-device-scale-factor=1",
-        f"--user-data-dir={profile}",
-        f"--screenshot={png}",
-        f"--window-size={width},{height}",
-        page.as_uri(),
-    ]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert png.exists(), f"no screenshot (exit {finished.returncode}): {finished.stderr[-2000:]}"
-
-
 @pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
     reason=f"{CHROMIUM} is not installed (Debian: apt-get install -y chromium); the charts' content is "
@@ -214,7 +191,9 @@ def test_chromium_draws_the_chart_whole_and_readable(name: str, chart_dir: Path,
         f'<img src="{name}" alt="{name}" style="display:block;margin:{PAD}px"></body></html>'
     )
 
-    screenshot(page, png, tmp_path / "profile", width + 2 * PAD, height + 2 * PAD)
+    screenshot(
+        page, png, tmp_path / "profile", width + 2 * PAD, height + 2 * PAD, "--force-device-scale-factor=1"
+    )
     SHOTS.mkdir(exist_ok=True)
     shutil.copyfile(png, SHOTS / png.name)
 

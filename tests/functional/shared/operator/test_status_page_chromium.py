@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +19,11 @@ from shared.notify import RecordingTransport
 from shared.operator.cli import main
 from shared.publisher import InMemoryPublisher
 from shared.runtime import Runtime, use
+from tests.chromium import CHROMIUM, screenshot
 from tests.status_page_runs import NOW, PUSH_RUN, ledger_with_runs
 
 pytestmark = pytest.mark.functional
 
-CHROMIUM = "/usr/bin/chromium"
 WIDTH, HEIGHT = 1280, 1600
 PAGE_BACKGROUND = (0xF3, 0xF4, 0xF6)  # the body colour in shared/operator/html.py's CSS
 
@@ -43,27 +42,6 @@ def runtime() -> Iterator[Runtime]:
         yield test_runtime
 
 
-def screenshot(page: Path, png: Path, profile: Path) -> None:
-    """Chromium's own flags for a quiet, offline, one-shot screenshot (no sandbox: tests may run as root)."""
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        f"--screenshot={png}",
-        f"--window-size={WIDTH},{HEIGHT}",
-        page.as_uri(),
-    ]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert png.exists(), f"no screenshot (exit {finished.returncode}): {finished.stderr[-2000:]}"
-
-
 @pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
     reason=f"{CHROMIUM} is not installed (Debian: apt-get install -y chromium); the page's content is "
@@ -77,7 +55,7 @@ def test_chromium_draws_the_timeline_and_the_rollout_charts(tmp_path: Path) -> N
     page, png = tmp_path / "status.html", tmp_path / "status.png"
     assert main(["status", PUSH_RUN, "--html", str(page)]) == 0
 
-    screenshot(page, png, tmp_path / "profile")
+    screenshot(page, png, tmp_path / "profile", WIDTH, HEIGHT)
 
     with image_module.open(png) as opened:
         image = opened.convert("RGB")
