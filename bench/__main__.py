@@ -54,9 +54,7 @@ def measure(sizes: Sizes, log_dir: Path) -> dict[str, Any]:
         progress("item 2: hot paths — Firestore operations per event (in-process, counted)")
         distinct = items.counted_notify(sizes.counted_events, shared_run=False)
         shared = items.counted_notify(sizes.counted_events, shared_run=True)
-        objects = items.counted_objects(uploads, sizes.counted_events)
-        # The counted objects' batch, so the burst below starts with none pending.
-        items.close_batches(items.data_runs())
+        objects = items.counted_objects(uploads, sizes.counted_events)  # their batch closed: none pending
         progress("item 2: notify through the host and through the push subscription")
         host = items.notify_via_host(env, sizes.notify_events, HOT_CONCURRENCY, shared_run=False)
         host_shared = items.notify_via_host(env, sizes.notify_events, HOT_CONCURRENCY, shared_run=True)
@@ -78,7 +76,10 @@ def measure(sizes: Sizes, log_dir: Path) -> dict[str, Any]:
                 "host_shared_run": host_shared,
                 "push": push,
             },
-            "on_data_object": {"per_event": objects.per(sizes.counted_events)},
+            "on_data_object": {
+                "per_event": objects.per(sizes.counted_events),
+                "per_event_includes": items.OBJECT_COUNTS_INCLUDE,
+            },
         }
         progress(
             f"item 2: the chain functions, {sizes.chain_events} events each, in-process with "

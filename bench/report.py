@@ -204,10 +204,11 @@ def rows(results: JsonObject) -> list[Row]:
             out += _in_process_rows(name, hot)
             continue
         per = hot["per_event"]
+        includes = f" ({hot['per_event_includes']})" if "per_event_includes" in hot else ""
         out.append(
             Row(
                 "2 hot path",
-                f"{name}: Firestore per event",
+                f"{name}: Firestore per event{includes}",
                 f"{per['reads']:g} reads, {per['writes']:g} writes",
                 f"{per['round_trips']:g} round trips",
                 None,
