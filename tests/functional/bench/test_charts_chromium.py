@@ -19,7 +19,7 @@ from typing import Any
 import numpy
 import pytest
 
-from bench import report
+from bench import charts, report
 from tests.chromium import CHROMIUM, screenshot
 from tests.unit.bench.test_report import measured_end_to_end, synthetic, with_chain
 
@@ -165,7 +165,7 @@ def texts(root: ElementTree.Element) -> list[Text]:
         content = element.text or ""
         size = int(element.get("font-size", "13"))
         x, y = float(element.get("x", 0)), float(element.get("y", 0))
-        width = report.text_width(content, size)
+        width = charts.text_width(content, size)
         left = x - width if element.get("text-anchor") == "end" else x
         out.append(Text(content, int(left), int(left + width) + 1, int(y - size), int(y + 4)))
     return out

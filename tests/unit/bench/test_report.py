@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench import report
+from bench import charts, report
 from bench.counting import Counts
 
 pytestmark = pytest.mark.unit
@@ -124,8 +124,8 @@ def test_every_chart_is_valid_svg_with_one_bar_per_figure(tmp_path: Path) -> Non
 
 
 def test_bars_scale_with_their_values_and_the_goal_line_sits_at_the_goal() -> None:
-    svg = report.bar_chart(
-        "t", "s", [report.Bar("a", 50.0, "50"), report.Bar("b", 100.0, "100")], "u", 200.0, "goal"
+    svg = charts.bar_chart(
+        "t", "s", [charts.Bar("a", 50.0, "50"), charts.Bar("b", 100.0, "100")], "u", 200.0, "goal"
     )
     root = ElementTree.fromstring(svg)
     bars = [rect for rect in root.iter("{http://www.w3.org/2000/svg}rect")][1:]
@@ -251,14 +251,14 @@ def test_results_without_the_second_push_keep_their_rows_and_gain_no_warm_figure
     assert e2e["push_to_canary_pipeline_seconds"] == pytest.approx(2.31)
     lines = [line for line in report.table(results).splitlines() if line.startswith("4 end to end")]
     assert len(lines) == 3 and not any("second push" in line for line in lines)
-    root = ElementTree.fromstring(report.charts(results)["end-to-end.svg"])
+    root = ElementTree.fromstring(charts.charts(results)["end-to-end.svg"])
     assert svg_texts(root).count("build started") == 1
 
 
 def test_the_end_to_end_chart_draws_both_pushes_stage_after_stage() -> None:
     results = synthetic()
     results["end_to_end"] = measured_end_to_end()
-    root = ElementTree.fromstring(report.charts(report.with_ratios(results))["end-to-end.svg"])
+    root = ElementTree.fromstring(charts.charts(report.with_ratios(results))["end-to-end.svg"])
     texts = svg_texts(root)
     assert "First push (cold functions)" in texts and "Second push (warm functions)" in texts
     for name in ("build started", "image built", "candidate at 0%", "ready, smoke passed", "split served"):
@@ -285,13 +285,13 @@ def test_the_end_to_end_chart_draws_both_pushes_stage_after_stage() -> None:
 def test_long_labels_and_values_widen_the_chart_instead_of_leaving_it() -> None:
     label, text = "a label far longer than the usual column holds, " * 2, "a value note just as long " * 3
     root = ElementTree.fromstring(
-        report.bar_chart("t", "s", [report.Bar(label, 10.0, text), report.Bar("b", 5.0, "5")], "u")
+        charts.bar_chart("t", "s", [charts.Bar(label, 10.0, text), charts.Bar("b", 5.0, "5")], "u")
     )
     width = float(root.get("width", 0))
     [rect] = [rect for rect in root.iter(f"{SVG}rect")][1:2]
     left = float(rect.get("x", 0))
-    assert left - 8 >= report.text_width(label)  # the label, right-aligned before the bars, starts inside
-    assert left + 440 + 6 + report.text_width(text) <= width  # the value after the longest bar ends inside
+    assert left - 8 >= charts.text_width(label)  # the label, right-aligned before the bars, starts inside
+    assert left + 440 + 6 + charts.text_width(text) <= width  # the value after the longest bar ends inside
 
 
 def with_chain(results: dict[str, Any]) -> dict[str, Any]:
