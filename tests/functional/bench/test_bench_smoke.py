@@ -79,6 +79,7 @@ def test_quick_bench_reports_every_item_and_leaves_nothing_running(tmp_path: Pat
         chain = results["hot_path"][name]
         assert chain["in_process"]["rate"] > 0 and chain["per_event"]["writes"] > 0, name
         assert chain["in_process"]["events"] == 5 and chain["in_process"]["vs_ceiling"] > 0, name
+        assert chain["host"]["rate"] > 0 and chain["push"]["rate"] > 0, name  # behind HTTP, via push
         assert f"{name} in-process vs ledger ceiling" in table, name
     assert results["hot_path"]["on_drift_alert"]["in_process_shared_run"]["rate"] > 0  # the alert storm
     assert results["burst"]["training_runs"] == 1  # the burst became exactly one training run

@@ -376,3 +376,21 @@ def test_where_the_cores_went_is_a_row_under_its_figure() -> None:
     assert "Pub/Sub" not in cpu  # under 0.05 ms: noise
     assert "28.1 ms; 1.62 cores busy" in cpu
     assert not any("CPU ms" in line for line in lines if line.startswith("2 hot path"))  # not measured there
+
+
+def test_a_chain_function_behind_the_host_and_a_push_subscription_gets_its_own_rows() -> None:
+    results = with_chain(synthetic())
+    builds = results["hot_path"]["on_build_status"]
+    builds["host"] = {"events": 100, "concurrency": 8, "rate": 90.0}
+    builds["push"] = {"events": 100, "rate": 60.0}
+    results = report.with_ratios(results)
+    assert builds["host"]["vs_ceiling"] == pytest.approx(0.3) and builds["push"]["vs_bare"] == pytest.approx(
+        0.15
+    )
+    lines = report.table(results).splitlines()
+    host = next(line for line in lines if "on_build_status host vs ledger ceiling" in line)
+    push = next(line for line in lines if "on_build_status push subscription vs ledger ceiling" in line)
+    assert "90/s (0.11x bare)" in host and "ceiling 300/s" in host and host.rstrip().endswith("NO")
+    assert "60/s (0.15x bare (push))" in push and "0.20x" in push
+    svg = charts.charts(results)["hot-path.svg"]
+    assert "on_build_status: host" in svg and "on_build_status: push subscription" in svg
