@@ -174,6 +174,8 @@ class _Answers:
         self.app = app
         self.lock = threading.Lock()
         self.seen: list[Answer] = []
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most deliveries handled at once (what the sender keeps outstanding)
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
         status: list[int] = []
@@ -182,7 +184,14 @@ class _Answers:
             status.append(int(line.split(" ", 1)[0]))
             return start_response(line, headers, exc_info)
 
-        body = b"".join(self.app(environ, start))
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            body = b"".join(self.app(environ, start))
+        finally:
+            with self.lock:
+                self.in_flight -= 1
         with self.lock:
             self.seen.append(Answer(status[0] if status else 0, body.decode(errors="replace"), 0))
         return [body]
@@ -194,11 +203,11 @@ class _Answers:
 
 def served(
     app: Any, requests: Sequence[load.Request], concurrency: int, *, push: bool
-) -> tuple[float, list[Answer]]:
+) -> tuple[float, list[Answer], int]:
     """The app behind werkzeug's threaded HTTP server (the function host's server) on a free loopback port,
     in this process; the requests POSTed to it by senders, or published for a push subscription to deliver.
     The clock runs from the first send (publish) to the last final answer; a 5xx (a retry) counts as a
-    redelivery."""
+    redelivery. Also returns the most deliveries that were in flight at once."""
     from werkzeug.serving import make_server
 
     from emulators.common.proc import free_port
@@ -220,7 +229,8 @@ def served(
         thread.join(10)
     final = [answer for answer in answers.seen if answer.status < 500]
     retried = len(answers.seen) - len(final)
-    return seconds, [Answer(a.status, a.text, retried if i == 0 else 0) for i, a in enumerate(final)]
+    finals = [Answer(a.status, a.text, retried if i == 0 else 0) for i, a in enumerate(final)]
+    return seconds, finals, answers.most_in_flight
 
 
 def _pushed(base: str, requests: Sequence[load.Request], answers: _Answers, timeout: float = 120.0) -> float:
@@ -293,10 +303,11 @@ def run_case(name: str, stage: Stage, case: Case, concurrency: int, way: str = "
     events = len(case.requests)
     with next_events(stage.config, case.expect) as read, runtimes.use(runtime), _quiet():
         before, cpu = counter.snapshot(), time.process_time()
+        in_flight = concurrency
         if way == "in_process":
             seconds, answers = answer_all(app, case.requests, concurrency)
         else:
-            seconds, answers = served(app, case.requests, concurrency, push=way == "push")
+            seconds, answers, in_flight = served(app, case.requests, concurrency, push=way == "push")
         cpu, counts = time.process_time() - cpu, counter.snapshot().minus(before)
         seen = read()
     client.close()
@@ -314,6 +325,7 @@ def run_case(name: str, stage: Stage, case: Case, concurrency: int, way: str = "
         "seconds": seconds,
         "rate": events / seconds if seconds > 0 else 0.0,
         "redelivered": sum(answer.redelivered for answer in answers),
+        "most_in_flight": in_flight,  # deliveries handled at once, at most (push: what the emulator sent)
         # This process's CPU (every thread: the app, the clients' gRPC, the fakes) per event.
         "cpu_ms_per_event": cpu * 1000 / max(events, 1),
     }
