@@ -228,7 +228,9 @@ def charts(results: JsonObject) -> dict[str, str]:
             "2 · Hot path: events per second on one instance",
             where,
             bars,
-            "events per second; in-process: the app in the bench's process, fake Google services",
+            "events per second; the chain functions (fake Google services) run in the bench's process:\n"
+            "in-process = the app itself, host = behind an HTTP server, push = that server fed by a push"
+            " subscription",
         )
     burst = results.get("burst")
     scale = results.get("scale") or {}
