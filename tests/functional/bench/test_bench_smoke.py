@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.chain_cases import FUNCTIONS
+
 pytestmark = pytest.mark.functional
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -68,14 +70,7 @@ def test_quick_bench_reports_every_item_and_leaves_nothing_running(tmp_path: Pat
     assert results["cold_start"]["functions"]["notify"]["ratio"] > 0
     notify = results["hot_path"]["notify"]
     assert notify["per_event"]["writes"] > 0 and notify["host"]["rate"] > 0 and notify["push"]["rate"] > 0
-    for name in (
-        "on_build_status",
-        "start_training",
-        "on_training_state",
-        "on_drift_alert",
-        "on_approval",
-        "start_rollout",
-    ):  # measured in-process, each event's effect checked after the window
+    for name in FUNCTIONS:  # the chain functions, each event's effect checked after the window
         chain = results["hot_path"][name]
         assert chain["in_process"]["rate"] > 0 and chain["per_event"]["writes"] > 0, name
         assert chain["in_process"]["events"] == 5 and chain["in_process"]["vs_ceiling"] > 0, name

@@ -20,6 +20,7 @@ import numpy
 import pytest
 
 from bench import charts, report
+from bench.chain_cases import FUNCTIONS
 from tests.chromium import CHROMIUM, screenshot
 from tests.unit.bench.test_report import measured_end_to_end, synthetic, with_chain
 
@@ -39,14 +40,7 @@ CHARTS = (
     "scale-runs.svg",
     "scale-senders.svg",
 )
-CHAIN = (
-    "on_build_status",
-    "start_training",
-    "on_training_state",
-    "on_drift_alert",
-    "on_approval",
-    "start_rollout",
-)
+CHAIN = FUNCTIONS
 
 
 def realistic() -> dict[str, Any]:
