@@ -1,8 +1,10 @@
 """Item 2 for the chain's six Pub/Sub functions: events/s and Firestore operations per event.
 
 Each function handles its events in this process, through functions-framework's own app
-(``create_app(target=NAME, source=main.py)``) driven by 8 threads (the concurrency of notify's host figure),
-with the production runtime's plumbing: the ledger on the Firestore emulator (its client counted, see
+(``create_app(target=NAME, source=main.py)``), three ways (:data:`WAYS`, :func:`run_case`): the app driven
+by 8 threads (the concurrency of notify's host figure), the app behind werkzeug's threaded HTTP server POSTed
+by 8 senders, and that server fed by a push subscription of the Pub/Sub emulator. Each way has its own seeded
+state, with the production runtime's plumbing: the ledger on the Firestore emulator (its client counted, see
 ``bench/counting.py``) and the Pub/Sub emulator's publisher. The Google services (Cloud Build, Vertex AI
 training and Model Registry, Cloud Run, Monitoring, Cloud Storage) are the in-memory fakes of
 ``shared.ports.fake_ports``: their latency is Google's, not the pipeline's, and the Cloud Run emulator would
@@ -19,7 +21,7 @@ Only ``on_drift_alert`` also has every event on one run (an alert storm): see :d
 
 The configuration is ``bench/pipeline.yaml`` widened here (:func:`chain_config`): its own topic prefix (the
 next events land on topics no push subscription drains, so no other function runs during the window), a
-ledger prefix of its own per measurement, and N extra models with one Cloud Run service each. A drift alert,
+ledger prefix of its own per way, and N extra models with one Cloud Run service each. A drift alert,
 an approval and a rollout are per model or per service — a second alert for a model inside its window is
 suppressed, an older candidate is superseded by a newer one, a service runs one rollout at a time — so N
 independent events of those three need N models.

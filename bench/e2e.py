@@ -16,8 +16,6 @@ on stable.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import io
 import json
 import os
@@ -87,7 +85,8 @@ class Ticker:
 
 
 class Load:
-    """Real requests to the service while the bad candidate is judged."""
+    """Real requests to the service while the bad candidate is judged: one continuous stream (the demo's
+    ``Load`` sends bounded rounds, which left the 10% candidate too few requests for an analysis in time)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -125,6 +124,7 @@ def _until(what: str, done: Callable[[], Any], timeout: float = 90.0) -> Any:
 def _push(functions_url: str, repo: Path, line: str) -> str:
     """Commit ``line`` to server/Dockerfile and send GitHub's signed push; the push's run id."""
     from emulators.demo.chain import _git, push_payload
+    from shared.ingest.signatures import github_signature
 
     before = _git(repo, "rev-parse", "HEAD")
     with (repo / "server" / "Dockerfile").open("a", encoding="utf-8") as handle:
@@ -132,7 +132,6 @@ def _push(functions_url: str, repo: Path, line: str) -> str:
     _git(repo, "commit", "-q", "-am", line)
     after = _git(repo, "rev-parse", "HEAD")
     body = json.dumps(push_payload(repo, before, after, ["server/Dockerfile"])).encode()
-    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     answer = requests.post(
         f"{functions_url}/on_git_push",
         data=body,
@@ -140,7 +139,7 @@ def _push(functions_url: str, repo: Path, line: str) -> str:
             "Content-Type": "application/json",
             "X-GitHub-Event": "push",
             "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-Hub-Signature-256": signature,
+            "X-Hub-Signature-256": github_signature(body, SECRET),
         },
         timeout=30,
     )
